@@ -1,0 +1,248 @@
+"""Settings: a TOML file overridden by the environment; secrets only from the environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["ConfigError", "Secrets", "Settings", "default_data_dir", "load_secrets", "load_settings"]
+
+DEFAULT_MODEL = "meta-llama/llama-3.2-90b-vision-instruct"
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Glimpse, a helpful assistant in a team chat. People show you photos and screenshots "
+    "and ask about them. Answer clearly and briefly; use Markdown sparingly. If you cannot see "
+    "something in an image, say so rather than guessing."
+)
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names it and says what is allowed."""
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class DiscordSettings(BaseModel):
+    """Discord adapter options (the token is a secret: `DISCORD_TOKEN`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    application_id: str = ""
+    guild_ids: list[str] = Field(default_factory=list)  # sync commands here for instant availability
+    allow_dms: bool = True
+    allow_roles: list[str] = Field(default_factory=list)
+    block_roles: list[str] = Field(default_factory=list)
+    allow_guilds: list[str] = Field(default_factory=list)
+    block_guilds: list[str] = Field(default_factory=list)
+    silent_refusals: bool = True
+
+
+class SlackSettings(BaseModel):
+    """Slack adapter options (tokens are secrets: `SLACK_BOT_TOKEN`, `SLACK_SIGNING_SECRET`, `SLACK_APP_TOKEN`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str = "/ask"
+    reset_command: str = "/reset"
+    native_streaming: bool = False
+    update_interval_seconds: float = Field(default=1.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; read by `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GLIMPSE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # --- model ---
+    model: str = DEFAULT_MODEL
+    fallback_models: CommaList = Field(default_factory=list)
+    provider: dict[str, Any] = Field(default_factory=dict)  # OpenRouter provider preferences, passed through
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        validation_alias=AliasChoices("OPENROUTER_BASE_URL", "base_url"),
+    )
+    max_output_tokens: int = Field(default=1024, ge=16, le=65536)
+    safety_margin_tokens: int = Field(default=64, ge=0, le=8192)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    context_length: int = Field(default=0, ge=0)  # 0: read from GET /models (4,096 if unreachable)
+    images_per_request: int = Field(default=1, ge=1, le=16)  # Llama 3.2 Vision reads one image per request
+    image_prompt_tokens: int = Field(default=1, ge=0)  # tokens one image costs in the prompt (<|image|> for Llama)
+    request_timeout_seconds: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    http_referer: str = "https://github.com/glimpse-bot/glimpse"
+    app_title: str = "Glimpse"
+
+    # --- prompts ---
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    channel_prompts: dict[str, str] = Field(default_factory=dict)  # channel id -> system prompt
+
+    # --- images ---
+    image_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    image_max_pixels: int = Field(default=50_000_000, ge=10_000)  # decompression-bomb guard
+    image_max_side: int = Field(default=1120, ge=64, le=8192)
+    images_per_message: int = Field(default=4, ge=1, le=16)
+    image_fetch_timeout_seconds: float = Field(default=15.0, gt=0)
+    image_hosts: CommaList = Field(default_factory=list)  # extra trusted hosts (GLIMPSE_IMAGE_HOSTS)
+
+    # --- memory ---
+    store_url: str = ""  # sqlite:///path or redis://host:port/db; empty: SQLite file in the data dir
+    data_dir: str = ""
+    retention_days: int = Field(default=30, ge=0)  # 0 keeps turns forever
+    history_turns: int = Field(default=200, ge=2)  # most turns loaded per request before budgeting
+
+    # --- access and limits ---
+    allow_users: CommaList = Field(default_factory=list)
+    block_users: CommaList = Field(default_factory=list)
+    allow_channels: CommaList = Field(default_factory=list)
+    block_channels: CommaList = Field(default_factory=list)
+    user_messages_per_minute: int = Field(default=10, ge=0)  # 0: no limit
+
+    # --- platforms ---
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+
+    @field_validator(
+        "fallback_models", "image_hosts", "allow_users", "block_users", "allow_channels", "block_channels",
+        mode="before",
+    )
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite://", "redis://", "rediss://", "memory://")):
+            raise ValueError("must start with sqlite:/// or redis:// (or be empty for the default SQLite file)")
+        return value
+
+    def system_prompt_for(self, channel: str) -> str:
+        return self.channel_prompts.get(channel, self.system_prompt)
+
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{Path(self.data_dir or default_data_dir()) / 'glimpse.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = _CONFIG_PATH.get("path")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+# The file `settings_customise_sources` reads; set only by `load_settings`.
+_CONFIG_PATH: dict[str, str | None] = {"path": None}
+
+
+class Secrets(BaseSettings):
+    """Tokens and keys, read from the environment only and never logged."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="")
+
+    openrouter_api_key: SecretStr | None = None
+    discord_token: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    discord_api_base: str = ""
+    discord_gateway_url: str = ""
+    slack_api_url: str = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "glimpse"
+
+
+def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (`--config` or `GLIMPSE_CONFIG`) under the environment; raise ConfigError."""
+    path = str(config_path) if config_path else os.environ.get("GLIMPSE_CONFIG") or None
+    if path:
+        _check_toml(Path(path))
+    _CONFIG_PATH["path"] = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    finally:
+        _CONFIG_PATH["path"] = None
+
+
+def load_secrets() -> Secrets:
+    try:
+        return Secrets()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, None)) from None
+
+
+def _check_toml(path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (set by --config or GLIMPSE_CONFIG)")
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+_SECRET_NAMES = {"openrouter_api_key", "discord_token", "slack_bot_token", "slack_signing_secret", "slack_app_token"}
+
+
+def _describe(exc: ValidationError, path: str | None) -> str:
+    """One line per wrong value: its name, what is wrong and what is allowed; never its secret value."""
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "(settings)"
+        if error["type"] == "extra_forbidden":
+            if name.lower() in _SECRET_NAMES or name.lower().endswith(("token", "key", "secret")):
+                lines.append(f"{name}: secrets are read from the environment only, not from the config file")
+            else:
+                lines.append(f"{name}: unknown setting (see config/glimpse.example.toml for the names)")
+            continue
+        shown = "" if any(s in name.lower() for s in ("token", "key", "secret")) else f" (got {error.get('input')!r})"
+        lines.append(f"{name}: {error['msg']}{shown}")
+    where = f" in {path} or the environment" if path else " in the environment"
+    return f"invalid configuration{where}:\n  " + "\n  ".join(lines)

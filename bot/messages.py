@@ -1,0 +1,87 @@
+"""The contract between an adapter and the core: what arrives, and where the reply goes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = ["ConversationKey", "ImageRef", "IncomingMessage", "ReplySink"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """Where a conversation lives: one thread (or DM, or terminal session) on one platform."""
+
+    platform: str
+    workspace: str
+    channel: str
+    thread: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.workspace}:{self.channel}:{self.thread}"
+
+    @classmethod
+    def parse(cls, text: str) -> ConversationKey:
+        """Read back the form `str()` writes (`platform:workspace:channel:thread`)."""
+        parts = text.split(":", 3)
+        if len(parts) != 4:
+            raise ValueError(f"a conversation key has four parts platform:workspace:channel:thread, got {text!r}")
+        return cls(*parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """An attachment the adapter found: where to get it and what the platform says it is.
+
+    Exactly one of `url` (downloaded by the core, with `headers`) or `data`
+    (bytes the adapter already holds, e.g. a local file in the terminal) is set.
+    """
+
+    filename: str
+    url: str | None = None
+    data: bytes | None = None
+    mime_type: str | None = None
+    size: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.data is None):
+            raise ValueError("an ImageRef needs exactly one of url or data")
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """One user message, platform-free: text with the bot mention stripped, plus images."""
+
+    key: ConversationKey
+    message_id: str
+    author_id: str
+    text: str
+    author_name: str = ""
+    images: tuple[ImageRef, ...] = ()
+    # Names of attachments the adapter saw but that are not images (for a short note).
+    other_files: tuple[str, ...] = ()
+    # Extra ids the access rules look at (e.g. Discord roles, the thread's parent channel).
+    author_roles: tuple[str, ...] = ()
+    parent_channel: str | None = None
+    is_direct: bool = False
+
+
+@runtime_checkable
+class ReplySink(Protocol):
+    """Where the answer goes; the adapter hides the platform's edit-rate and length limits.
+
+    The core calls `start` once, `update` with the whole text so far as it streams
+    (as often as it likes: the sink throttles), then `finish` once with the final
+    text. `notice` sends a short standalone line (a refusal, a warning) and may be
+    called without `start`.
+    """
+
+    async def start(self) -> None: ...
+
+    async def update(self, text: str) -> None: ...
+
+    async def finish(self, text: str) -> None: ...
+
+    async def notice(self, text: str) -> None: ...
