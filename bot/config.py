@@ -7,7 +7,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -16,7 +24,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["ConfigError", "Secrets", "Settings", "default_data_dir", "load_secrets", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "Secrets",
+    "Settings",
+    "default_data_dir",
+    "load_secrets",
+    "load_settings",
+]
 
 DEFAULT_MODEL = "meta-llama/llama-3.2-90b-vision-instruct"
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
@@ -46,13 +61,10 @@ class DiscordSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     application_id: str = ""
-    guild_ids: list[str] = Field(default_factory=list)  # sync commands here for instant availability
+    guild_ids: list[str] = Field(
+        default_factory=list
+    )  # sync commands here for instant availability
     allow_dms: bool = True
-    allow_roles: list[str] = Field(default_factory=list)
-    block_roles: list[str] = Field(default_factory=list)
-    allow_guilds: list[str] = Field(default_factory=list)
-    block_guilds: list[str] = Field(default_factory=list)
-    silent_refusals: bool = True
 
 
 class SlackSettings(BaseModel):
@@ -79,7 +91,9 @@ class Settings(BaseSettings):
     # --- model ---
     model: str = DEFAULT_MODEL
     fallback_models: CommaList = Field(default_factory=list)
-    provider: dict[str, Any] = Field(default_factory=dict)  # OpenRouter provider preferences, passed through
+    provider: dict[str, Any] = Field(
+        default_factory=dict
+    )  # OpenRouter provider preferences, passed through
     base_url: str = Field(
         default=DEFAULT_BASE_URL,
         validation_alias=AliasChoices("OPENROUTER_BASE_URL", "base_url"),
@@ -88,8 +102,12 @@ class Settings(BaseSettings):
     safety_margin_tokens: int = Field(default=64, ge=0, le=8192)
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     context_length: int = Field(default=0, ge=0)  # 0: read from GET /models (4,096 if unreachable)
-    images_per_request: int = Field(default=1, ge=1, le=16)  # Llama 3.2 Vision reads one image per request
-    image_prompt_tokens: int = Field(default=1, ge=0)  # tokens one image costs in the prompt (<|image|> for Llama)
+    images_per_request: int = Field(
+        default=1, ge=1, le=16
+    )  # Llama 3.2 Vision reads one image per request
+    image_prompt_tokens: int = Field(
+        default=1, ge=0
+    )  # tokens one image costs in the prompt (<|image|> for Llama)
     request_timeout_seconds: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=10)
     http_referer: str = "https://github.com/glimpse-bot/glimpse"
@@ -105,10 +123,14 @@ class Settings(BaseSettings):
     image_max_side: int = Field(default=1120, ge=64, le=8192)
     images_per_message: int = Field(default=4, ge=1, le=16)
     image_fetch_timeout_seconds: float = Field(default=15.0, gt=0)
-    image_hosts: CommaList = Field(default_factory=list)  # extra trusted hosts (GLIMPSE_IMAGE_HOSTS)
+    image_hosts: CommaList = Field(
+        default_factory=list
+    )  # extra trusted hosts (GLIMPSE_IMAGE_HOSTS)
 
     # --- memory ---
-    store_url: str = ""  # sqlite:///path or redis://host:port/db; empty: SQLite file in the data dir
+    store_url: str = (
+        ""  # sqlite:///path or redis://host:port/db; empty: SQLite file in the data dir
+    )
     data_dir: str = ""
     retention_days: int = Field(default=30, ge=0)  # 0 keeps turns forever
     history_turns: int = Field(default=200, ge=2)  # most turns loaded per request before budgeting
@@ -116,8 +138,15 @@ class Settings(BaseSettings):
     # --- access and limits ---
     allow_users: CommaList = Field(default_factory=list)
     block_users: CommaList = Field(default_factory=list)
-    allow_channels: CommaList = Field(default_factory=list)
+    allow_channels: CommaList = Field(
+        default_factory=list
+    )  # a thread is checked against its parent channel
     block_channels: CommaList = Field(default_factory=list)
+    allow_workspaces: CommaList = Field(default_factory=list)  # Slack team ids, Discord guild ids
+    block_workspaces: CommaList = Field(default_factory=list)
+    allow_roles: CommaList = Field(default_factory=list)  # Discord role ids
+    block_roles: CommaList = Field(default_factory=list)
+    silent_refusals: bool = False  # True: refused users get no answer at all
     user_messages_per_minute: int = Field(default=10, ge=0)  # 0: no limit
 
     # --- platforms ---
@@ -125,7 +154,16 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
 
     @field_validator(
-        "fallback_models", "image_hosts", "allow_users", "block_users", "allow_channels", "block_channels",
+        "fallback_models",
+        "image_hosts",
+        "allow_users",
+        "block_users",
+        "allow_channels",
+        "block_channels",
+        "allow_workspaces",
+        "block_workspaces",
+        "allow_roles",
+        "block_roles",
         mode="before",
     )
     @classmethod
@@ -136,7 +174,9 @@ class Settings(BaseSettings):
     @classmethod
     def _store_scheme(cls, value: str) -> str:
         if value and not value.startswith(("sqlite://", "redis://", "rediss://", "memory://")):
-            raise ValueError("must start with sqlite:/// or redis:// (or be empty for the default SQLite file)")
+            raise ValueError(
+                "must start with sqlite:/// or redis:// (or be empty for the default SQLite file)"
+            )
         return value
 
     def system_prompt_for(self, channel: str) -> str:
@@ -228,7 +268,13 @@ def _check_toml(path: Path) -> None:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-_SECRET_NAMES = {"openrouter_api_key", "discord_token", "slack_bot_token", "slack_signing_secret", "slack_app_token"}
+_SECRET_NAMES = {
+    "openrouter_api_key",
+    "discord_token",
+    "slack_bot_token",
+    "slack_signing_secret",
+    "slack_app_token",
+}
 
 
 def _describe(exc: ValidationError, path: str | None) -> str:
@@ -238,11 +284,19 @@ def _describe(exc: ValidationError, path: str | None) -> str:
         name = ".".join(str(part) for part in error["loc"]) or "(settings)"
         if error["type"] == "extra_forbidden":
             if name.lower() in _SECRET_NAMES or name.lower().endswith(("token", "key", "secret")):
-                lines.append(f"{name}: secrets are read from the environment only, not from the config file")
+                lines.append(
+                    f"{name}: secrets are read from the environment only, not from the config file"
+                )
             else:
-                lines.append(f"{name}: unknown setting (see config/glimpse.example.toml for the names)")
+                lines.append(
+                    f"{name}: unknown setting (see config/glimpse.example.toml for the names)"
+                )
             continue
-        shown = "" if any(s in name.lower() for s in ("token", "key", "secret")) else f" (got {error.get('input')!r})"
+        shown = (
+            ""
+            if any(s in name.lower() for s in ("token", "key", "secret"))
+            else f" (got {error.get('input')!r})"
+        )
         lines.append(f"{name}: {error['msg']}{shown}")
     where = f" in {path} or the environment" if path else " in the environment"
     return f"invalid configuration{where}:\n  " + "\n  ".join(lines)

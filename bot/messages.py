@@ -26,7 +26,9 @@ class ConversationKey:
         """Read back the form `str()` writes (`platform:workspace:channel:thread`)."""
         parts = text.split(":", 3)
         if len(parts) != 4:
-            raise ValueError(f"a conversation key has four parts platform:workspace:channel:thread, got {text!r}")
+            raise ValueError(
+                f"a conversation key has four parts platform:workspace:channel:thread, got {text!r}"
+            )
         return cls(*parts)
 
 
@@ -73,9 +75,10 @@ class ReplySink(Protocol):
     """Where the answer goes; the adapter hides the platform's edit-rate and length limits.
 
     The core calls `start` once, `update` with the whole text so far as it streams
-    (as often as it likes: the sink throttles), then `finish` once with the final
-    text. `notice` sends a short standalone line (a refusal, a warning) and may be
-    called without `start`.
+    (as often as it likes: the sink throttles), then exactly one of `finish` (the
+    final answer) or `fail` (an error sentence, after any partial answer that
+    arrived). `notice` sends a short standalone line (a refusal, a warning) and may
+    be called without `start`.
     """
 
     async def start(self) -> None: ...
@@ -83,5 +86,7 @@ class ReplySink(Protocol):
     async def update(self, text: str) -> None: ...
 
     async def finish(self, text: str) -> None: ...
+
+    async def fail(self, text: str) -> None: ...
 
     async def notice(self, text: str) -> None: ...

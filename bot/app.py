@@ -1,0 +1,35 @@
+"""Wires the core from settings: store, OpenRouter client, image pipeline, conversations."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from bot.config import ConfigError, Secrets, Settings
+from bot.conversations import Conversations
+from bot.images import ImagePipeline
+from bot.openrouter import OpenRouterClient
+from bot.store import open_store
+
+__all__ = ["build_conversations", "trusted_image_hosts"]
+
+
+def trusted_image_hosts(secrets: Secrets) -> list[str]:
+    """Hosts of overridden platform API bases: their files are fetched like the platform's own."""
+    hosts = []
+    for base in (secrets.discord_api_base, secrets.slack_api_url):
+        host = urlsplit(base).hostname if base else None
+        if host:
+            hosts.append(host)
+    return hosts
+
+
+def build_conversations(settings: Settings, secrets: Secrets) -> Conversations:
+    """The Conversations service for this process (call `start()` before use, `close()` after)."""
+    if secrets.openrouter_api_key is None or not secrets.openrouter_api_key.get_secret_value():
+        raise ConfigError(
+            "OPENROUTER_API_KEY is not set: create a key at https://openrouter.ai/keys and export it"
+        )
+    client = OpenRouterClient(settings, secrets.openrouter_api_key.get_secret_value())
+    images = ImagePipeline(settings, trusted_hosts=trusted_image_hosts(secrets))
+    store = open_store(settings.resolved_store_url())
+    return Conversations(settings, store=store, client=client, images=images)

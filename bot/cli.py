@@ -1,0 +1,175 @@
+"""The `glimpse` command: chat in the terminal, check the setup, run the bot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.config import ConfigError, Secrets, Settings, load_secrets, load_settings
+from bot.context import ContextError
+from bot.logs import setup_logging
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    setup_logging(
+        args.log_level or ("INFO" if args.command == "run" else "WARNING"), args.log_format
+    )
+    try:
+        settings = load_settings(args.config)
+        secrets = load_secrets()
+        return int(asyncio.run(args.handler(args, settings, secrets)) or 0)
+    except (ConfigError, ContextError) as exc:
+        print(f"glimpse: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="PATH", help="TOML config file (default: $GLIMPSE_CONFIG)"
+    )
+    common.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity"
+    )
+    common.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="log line format"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="glimpse", description="A vision chat-bot for Discord and Slack."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    chat = commands.add_parser("chat", parents=[common], help="talk to the bot in the terminal")
+    chat.add_argument(
+        "-m", "--message", metavar="TEXT", help="send one message, print the answer and exit"
+    )
+    chat.add_argument(
+        "--image", metavar="PATH", action="append", default=[], help="attach an image (repeatable)"
+    )
+    chat.add_argument(
+        "--conversation", metavar="NAME", default="default", help="which memory to use"
+    )
+    chat.add_argument("--new", action="store_true", help="forget the conversation first")
+    chat.set_defaults(handler=_chat)
+
+    run = commands.add_parser("run", parents=[common], help="run the bot on Discord and/or Slack")
+    run.add_argument(
+        "--platform",
+        choices=["discord", "slack"],
+        help="run one platform (default: all configured)",
+    )
+    run.add_argument(
+        "--http",
+        action="store_true",
+        help="Slack: receive the Events API over HTTP, not Socket Mode",
+    )
+    run.add_argument("--port", type=int, default=3000, help="Slack HTTP port (default 3000)")
+    run.set_defaults(handler=_run)
+
+    doctor = commands.add_parser(
+        "doctor", parents=[common], help="check config, key, model and store"
+    )
+    doctor.set_defaults(handler=_doctor)
+    return parser
+
+
+async def _chat(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    from adapters.console import (
+        ConsoleError,
+        ConsoleSink,
+        chat_loop,
+        chat_once,
+        conversation_key,
+        local_image,
+    )
+    from bot.app import build_conversations
+
+    try:
+        images = [local_image(path, max_bytes=settings.image_max_bytes) for path in args.image]
+    except ConsoleError as exc:
+        print(f"glimpse: {exc}", file=sys.stderr)
+        return 1
+    conversations = build_conversations(settings, secrets)
+    key = conversation_key(args.conversation)
+    try:
+        await conversations.start()
+        if args.new:
+            await conversations.reset(key)
+        if args.message is None:
+            if images:
+                print(
+                    "glimpse: --image goes with -m; in the interactive chat use /image PATH",
+                    file=sys.stderr,
+                )
+                return 2
+            return await chat_loop(conversations, key, max_bytes=settings.image_max_bytes)
+        answered = await chat_once(conversations, key, args.message, images, ConsoleSink())
+        return 0 if answered else 1
+    finally:
+        await conversations.close()
+
+
+async def _run(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    from bot.app import build_conversations
+
+    platforms = (
+        [args.platform]
+        if args.platform
+        else [
+            name
+            for name, token in (
+                ("discord", secrets.discord_token),
+                ("slack", secrets.slack_bot_token),
+            )
+            if token
+        ]
+    )
+    if not platforms:
+        print(
+            "glimpse: no platform configured: set DISCORD_TOKEN and/or SLACK_BOT_TOKEN "
+            "(see the README's 'Run on Discord' and 'Run on Slack')",
+            file=sys.stderr,
+        )
+        return 2
+    conversations = build_conversations(settings, secrets)
+    await conversations.start()
+    try:
+        runners = []
+        if "discord" in platforms:
+            from adapters.discord import run_discord
+
+            runners.append(run_discord(conversations, settings, secrets))
+        if "slack" in platforms:
+            from adapters.slack import run_slack
+
+            runners.append(
+                run_slack(conversations, settings, secrets, http=args.http, port=args.port)
+            )
+        await asyncio.gather(*runners)
+    finally:
+        await conversations.close()
+    return 0
+
+
+async def _doctor(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    from bot.doctor import run_checks
+
+    return await run_checks(settings, secrets, config_path=args.config)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.captureWarnings(True)
+    raise SystemExit(main())

@@ -1,0 +1,380 @@
+"""The one entry point adapters call: a message and a sink in, a streamed, remembered answer out."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bot.access import REFUSAL, AccessPolicy
+from bot.config import Settings
+from bot.context import Budget, ContextBuilder, ContextError, ModelRequest
+from bot.images import ImagePipeline, PreparedBatch
+from bot.messages import ConversationKey, IncomingMessage, ReplySink
+from bot.openrouter import ModelError, OpenRouterClient, StreamEnd, TextDelta
+from bot.ratelimit import RateLimiter, SlidingWindowLimiter
+from bot.store import Store, StoreError
+from bot.tokens import TokenCounter
+from bot.turns import Turn, Usage
+
+__all__ = ["Conversations", "Outcome", "Status"]
+
+log = logging.getLogger("glimpse.conversations")
+
+DEDUP_TTL_SECONDS = 24 * 3600
+PRUNE_INTERVAL_SECONDS = 3600
+DEFAULT_IMAGE_QUESTION = "What is in this image?"
+EMPTY_MESSAGE_HINT = "Ask me a question, or attach an image and I'll tell you what I see."
+MEMORY_DOWN_NOTE = (
+    "I can't reach my memory right now, so I'm answering without our earlier messages."
+)
+NOT_SAVED_NOTE = "I couldn't save this exchange, so I may not remember it later."
+SHORTENED_NOTE = "Your message was too long for the model, so I read only its first part."
+LENGTH_NOTE = "_(The answer reached its length limit and stops here.)_"
+EMPTY_ANSWER = "The model sent back an empty answer. Please try again."
+NO_ROOM = (
+    "The bot's settings leave no room for a question to the model. An operator needs to fix them."
+)
+INTERNAL_ERROR = "Something went wrong on my side and I couldn't answer. Please try again."
+
+
+class Status(enum.Enum):
+    """How a message ended."""
+
+    ANSWERED = "answered"
+    DUPLICATE = "duplicate"
+    DENIED = "denied"
+    RATE_LIMITED = "rate_limited"
+    REJECTED = "rejected"  # nothing usable in the message (empty, every image refused)
+    FAILED = "failed"  # the model or the bot failed; the user was told
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one message, for the adapter, the CLI's exit code and metrics."""
+
+    status: Status
+    text: str = ""
+    usage: Usage | None = None
+    request: ModelRequest | None = None
+    first_token_seconds: float | None = None
+
+
+class Conversations:
+    """dedup → access → rate limit → images → memory → budget → model → sink → store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        client: OpenRouterClient,
+        images: ImagePipeline,
+        counter: TokenCounter | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._client = client
+        self._images = images
+        self._counter = counter or TokenCounter()
+        self._limiter = limiter or SlidingWindowLimiter(settings.user_messages_per_minute)
+        self._access = AccessPolicy(settings)
+        self._builder: ContextBuilder | None = None
+        self._reads_images = True
+        self._locks: dict[ConversationKey, tuple[asyncio.Lock, int]] = {}
+        self._maintenance: asyncio.Task[None] | None = None
+
+    # --- life cycle ---
+
+    async def start(self) -> None:
+        """Open the store, learn the model's context length, and start pruning old turns."""
+        await self._store.open()
+        await self._ensure_builder()
+        if self._settings.retention_days and self._maintenance is None:
+            self._maintenance = asyncio.create_task(self._prune_forever(), name="glimpse-prune")
+
+    async def close(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            self._maintenance = None
+        await self._images.close()
+        await self._client.close()
+        await self._store.close()
+
+    # --- what adapters call ---
+
+    async def handle(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
+        """Answer one message into its sink; never raises for bad input, model or store trouble."""
+        # Queue on the conversation before anything awaits, so one thread's messages keep their order.
+        async with self._conversation_lock(message.key):
+            try:
+                return await self._admit_and_answer(message, sink)
+            except Exception:
+                log.exception("failed to handle message %s in %s", message.message_id, message.key)
+                await _tell(sink, INTERNAL_ERROR)
+                return Outcome(Status.FAILED, INTERNAL_ERROR)
+
+    async def reset(self, key: ConversationKey) -> bool:
+        """Forget a conversation; False if the store could not be reached."""
+        try:
+            await self._store.reset(key)
+        except StoreError as exc:
+            log.warning("could not reset %s: %s", key, exc)
+            return False
+        return True
+
+    async def is_active(self, key: ConversationKey) -> bool:
+        """Whether the bot remembers anything in this conversation (a thread it has answered in)."""
+        try:
+            return bool(await self._store.load(key, 1))
+        except StoreError as exc:
+            log.warning("could not read %s: %s", key, exc)
+            return False
+
+    # --- the pipeline ---
+
+    async def _admit_and_answer(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
+        if not await self._claim(message):
+            log.info("duplicate message %s in %s ignored", message.message_id, message.key)
+            return Outcome(Status.DUPLICATE)
+        refusal = self._access.refusal(message)
+        if refusal is not None:
+            log.info("refused message %s: %s", message.message_id, refusal)
+            if not self._settings.silent_refusals:
+                await sink.notice(REFUSAL)
+            return Outcome(Status.DENIED, REFUSAL)
+        wait = await self._limiter.hit(f"{message.key.platform}:{message.author_id}")
+        if wait is not None:
+            text = f"You're sending messages faster than I can answer. Try again in {math.ceil(wait)} s."
+            await sink.notice(text)
+            return Outcome(Status.RATE_LIMITED, text)
+        return await self._answer(message, sink)
+
+    async def _answer(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
+        notes: list[str] = []
+        if message.other_files:
+            notes.append(f"I can only read images, so I skipped {_names(message.other_files)}.")
+        batch = await self._prepare_images(message, notes)
+        text = message.text.strip()
+        if not text and not batch.images:
+            reply = " ".join(notes) if notes else EMPTY_MESSAGE_HINT
+            await sink.notice(reply)
+            return Outcome(Status.REJECTED, reply)
+        if not text:
+            text = DEFAULT_IMAGE_QUESTION
+
+        history = await self._load_history(message.key, notes)
+        new_turns = self._user_turns(message, text, batch)
+        builder = await self._ensure_builder()
+        try:
+            request = builder.build(
+                self._settings.system_prompt_for(message.parent_channel or message.key.channel),
+                [*history, *new_turns[:-1]],
+                new_turns[-1],
+            )
+        except ContextError as exc:
+            log.error("cannot build a request for %s: %s", message.key, exc)
+            await sink.notice(NO_ROOM)
+            return Outcome(Status.FAILED, NO_ROOM)
+        if request.user_text_shortened:
+            notes.append(SHORTENED_NOTE)
+        if notes:
+            await sink.notice(" ".join(notes))
+        return await self._stream(message, sink, request, new_turns)
+
+    async def _stream(
+        self,
+        message: IncomingMessage,
+        sink: ReplySink,
+        request: ModelRequest,
+        new_turns: list[Turn],
+    ) -> Outcome:
+        await sink.start()
+        started = time.perf_counter()
+        first_token: float | None = None
+        answer = ""
+        end: StreamEnd | None = None
+        try:
+            async for event in self._client.stream(
+                request.messages, max_tokens=self._settings.max_output_tokens
+            ):
+                if isinstance(event, TextDelta):
+                    if first_token is None:
+                        first_token = time.perf_counter() - started
+                    answer += event.text
+                    await sink.update(answer)
+                else:
+                    end = event
+        except ModelError as exc:
+            log.warning(
+                "model error for %s in %s: %s (%s)",
+                message.message_id,
+                message.key,
+                exc.kind,
+                exc.detail,
+            )
+            final = (
+                f"{answer}\n\n⚠️ The answer was cut off: {exc.user_message}"
+                if answer
+                else f"⚠️ {exc.user_message}"
+            )
+            await sink.fail(final)
+            return Outcome(Status.FAILED, final, request=request, first_token_seconds=first_token)
+        if not answer.strip():
+            await sink.fail(EMPTY_ANSWER)
+            return Outcome(
+                Status.FAILED, EMPTY_ANSWER, request=request, first_token_seconds=first_token
+            )
+        usage = end.usage if end is not None else None
+        final = (
+            f"{answer}\n\n{LENGTH_NOTE}"
+            if end is not None and end.finish_reason == "length"
+            else answer
+        )
+        await sink.finish(final)
+        await self._remember(message.key, [*new_turns, self._assistant_turn(answer, usage)], sink)
+        return Outcome(
+            Status.ANSWERED, final, usage=usage, request=request, first_token_seconds=first_token
+        )
+
+    # --- steps ---
+
+    async def _claim(self, message: IncomingMessage) -> bool:
+        event_id = f"{message.key.platform}:{message.key.workspace}:{message.message_id}"
+        try:
+            return await self._store.claim(event_id, DEDUP_TTL_SECONDS)
+        except StoreError as exc:
+            log.warning("dedup unavailable (%s); answering %s anyway", exc, message.message_id)
+            return True
+
+    async def _prepare_images(self, message: IncomingMessage, notes: list[str]) -> PreparedBatch:
+        if not message.images:
+            return PreparedBatch(images=(), refusals=())
+        if not self._reads_images:
+            notes.append(
+                f"The model I use ({self._settings.model}) can't read images, so I ignored them."
+            )
+            return PreparedBatch(images=(), refusals=())
+        batch = await self._images.prepare(message.images)
+        notes.extend(batch.refusals)
+        return batch
+
+    async def _load_history(self, key: ConversationKey, notes: list[str]) -> list[Turn]:
+        try:
+            return await self._store.load(key, self._settings.history_turns)
+        except StoreError as exc:
+            log.warning("could not load memory of %s: %s", key, exc)
+            notes.append(MEMORY_DOWN_NOTE)
+            return []
+
+    async def _remember(self, key: ConversationKey, turns: Sequence[Turn], sink: ReplySink) -> None:
+        try:
+            await self._store.append(key, turns)
+        except StoreError as exc:
+            log.warning("could not store turns of %s: %s", key, exc)
+            await _tell(sink, NOT_SAVED_NOTE)
+
+    def _user_turns(self, message: IncomingMessage, text: str, batch: PreparedBatch) -> list[Turn]:
+        """The new user turn; extra images (models that read several) come as turns just before it."""
+        now = time.time()
+        turns = [
+            Turn(
+                role="user",
+                text="",
+                tokens=self._counter.message("user", ""),
+                created_at=now,
+                author_id=message.author_id,
+                message_id=message.message_id,
+                image=image,
+            )
+            for image in batch.images[:-1]
+        ]
+        turns.append(
+            Turn(
+                role="user",
+                text=text,
+                tokens=self._counter.message("user", text),
+                created_at=now,
+                author_id=message.author_id,
+                message_id=message.message_id,
+                image=batch.images[-1] if batch.images else None,
+            )
+        )
+        return turns
+
+    def _assistant_turn(self, text: str, usage: Usage | None) -> Turn:
+        return Turn(
+            role="assistant",
+            text=text,
+            tokens=self._counter.message("assistant", text),
+            created_at=time.time(),
+            usage=usage,
+        )
+
+    async def _ensure_builder(self) -> ContextBuilder:
+        if self._builder is None:
+            info = await self._client.model_info()
+            self._reads_images = not info.from_api or "image" in info.input_modalities
+            budget = Budget(
+                info.context_length,
+                self._settings.max_output_tokens,
+                self._settings.safety_margin_tokens,
+            )
+            if budget.prompt_tokens <= 0:
+                raise ContextError(
+                    f"max_output_tokens ({budget.max_output_tokens}) plus safety_margin_tokens "
+                    f"({budget.safety_margin}) leave no room in the model's {budget.context_length}-token context"
+                )
+            self._builder = ContextBuilder(
+                self._counter,
+                budget,
+                images_per_request=self._settings.images_per_request,
+                image_tokens=self._settings.image_prompt_tokens,
+            )
+        return self._builder
+
+    @asynccontextmanager
+    async def _conversation_lock(self, key: ConversationKey) -> AsyncIterator[None]:
+        """Messages of one conversation are answered in order; other conversations run concurrently."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    async def _prune_forever(self) -> None:
+        while True:
+            cutoff = time.time() - self._settings.retention_days * 86400
+            try:
+                removed = await self._store.prune(cutoff)
+                if removed:
+                    log.info(
+                        "pruned %d turns older than %d days", removed, self._settings.retention_days
+                    )
+            except StoreError as exc:
+                log.warning("could not prune old turns: %s", exc)
+            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+
+
+def _names(files: Sequence[str]) -> str:
+    return ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+
+
+async def _tell(sink: ReplySink, text: str) -> None:
+    """Best effort: a sink that itself fails must not turn one error into two."""
+    try:
+        await sink.notice(text)
+    except Exception:
+        log.exception("could not deliver a notice to the user")

@@ -1,0 +1,61 @@
+"""Exact token counts with Meta's Llama 3 tokenizer, including the chat template's overhead."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from llama_models.llama3.tokenizer import Tokenizer
+
+__all__ = ["TokenCounter"]
+
+# <|start_header_id|> role <|end_header_id|> "\n\n" ... <|eot_id|>: see llama_models.llama3.chat_format.ChatFormat.
+_ROLES = ("system", "user", "assistant")
+
+
+class TokenCounter:
+    """Counts what a dialog costs in the Llama 3 chat format, the way `ChatFormat` encodes it."""
+
+    def __init__(self, tokenizer: Tokenizer | None = None) -> None:
+        self._tokenizer = tokenizer or Tokenizer.get_instance()
+        special = self._tokenizer.special_tokens
+        self._header = {
+            role: 2 + len(self._encode(role)) + len(self._encode("\n\n")) for role in _ROLES
+        }
+        self.end_of_turn_tokens = 1  # <|eot_id|>
+        self.begin_of_text_tokens = 1  # <|begin_of_text|>
+        self.image_token_id = special["<|image|>"]
+        self._cached_text = lru_cache(maxsize=4096)(self._count_uncached)
+
+    def _encode(self, text: str) -> list[int]:
+        # disallowed_special=() makes text that looks like a special token count as plain text.
+        return self._tokenizer.encode(text, bos=False, eos=False)
+
+    def _count_uncached(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def text(self, text: str) -> int:
+        """Tokens of plain text (short repeated strings such as prompts and notes are cached)."""
+        if len(text) <= 2048:
+            return self._cached_text(text)
+        return self._count_uncached(text)
+
+    def message(self, role: str, text: str, *, images: int = 0, image_tokens: int = 1) -> int:
+        """Tokens one chat message costs: header, images, text and end of turn."""
+        return (
+            self._header[role] + images * image_tokens + self.text(text) + self.end_of_turn_tokens
+        )
+
+    def dialog_overhead(self) -> int:
+        """Tokens a whole prompt adds around its messages: begin of text and the open assistant header."""
+        return self.begin_of_text_tokens + self._header["assistant"]
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of `text` that encodes to at most `max_tokens` tokens."""
+        tokens = self._encode(text)
+        if len(tokens) <= max_tokens:
+            return text
+        cut = self._tokenizer.decode(tokens[: max(max_tokens, 0)])
+        # Decoding a prefix can split a multi-byte character; re-check and shave until it fits.
+        while cut and len(self._encode(cut)) > max_tokens:
+            cut = cut[:-1]
+        return cut

@@ -1,0 +1,199 @@
+"""The `glimpse` command as a user runs it: a real process against the fake OpenRouter."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeOpenRouter]:
+    async with FakeOpenRouter() as server:
+        yield server
+
+
+def _env(fake: FakeOpenRouter, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GLIMPSE_", "OPENROUTER_", "DISCORD_", "SLACK_"))
+    }
+    env.update(
+        OPENROUTER_API_KEY=FAKE_API_KEY,
+        OPENROUTER_BASE_URL=fake.base_url,
+        GLIMPSE_STORE_URL=f"sqlite:///{tmp_path / 'glimpse.db'}",
+        GLIMPSE_MAX_RETRIES="1",
+        USER="tester",
+    )
+    env.update(extra)
+    return env
+
+
+async def _glimpse(*args: str, env: dict[str, str], stdin: str = "") -> Run:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode())
+
+
+def _photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.jpg"
+    buffer = io.BytesIO()
+    Image.new("RGB", (1600, 1200), "orange").save(buffer, "JPEG")
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+async def test_chat_with_an_image_answers_and_a_follow_up_remembers(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    fake.reply = "An orange square."
+    env = _env(fake, tmp_path)
+    first = await _glimpse(
+        "chat", "--image", str(_photo(tmp_path)), "-m", "What is in this image?", env=env
+    )
+    assert (first.code, first.out.strip()) == (0, "An orange square."), first.err
+    parts = fake.chat_requests[-1].body["messages"][-1]["content"]
+    assert parts[0]["type"] == "image_url"
+
+    second = await _glimpse("chat", "-m", "What colour is it?", env=env)
+    assert second.code == 0, second.err
+    messages = fake.chat_requests[-1].body["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[2]["content"] == "An orange square."
+
+    fresh = await _glimpse("chat", "--new", "-m", "Hello?", env=env)
+    assert fresh.code == 0
+    assert len(fake.chat_requests[-1].body["messages"]) == 2
+
+
+async def test_named_conversations_are_separate(fake: FakeOpenRouter, tmp_path: Path) -> None:
+    env = _env(fake, tmp_path)
+    await _glimpse("chat", "--conversation", "work", "-m", "project falcon", env=env)
+    await _glimpse("chat", "--conversation", "home", "-m", "groceries", env=env)
+    assert "project falcon" not in str(fake.chat_requests[-1].body["messages"])
+
+
+async def test_a_wrong_key_exits_non_zero_with_one_clear_line(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    run = await _glimpse(
+        "chat", "-m", "hi", env=_env(fake, tmp_path, OPENROUTER_API_KEY="sk-or-v1-nope")
+    )
+    assert run.code == 1
+    assert "key is invalid" in run.err
+    assert "Traceback" not in run.err and "sk-or-v1-nope" not in run.err + run.out
+
+
+async def test_a_missing_key_says_how_to_get_one(fake: FakeOpenRouter, tmp_path: Path) -> None:
+    env = _env(fake, tmp_path)
+    del env["OPENROUTER_API_KEY"]
+    run = await _glimpse("chat", "-m", "hi", env=env)
+    assert run.code == 2
+    assert "OPENROUTER_API_KEY is not set" in run.err
+    assert "Traceback" not in run.err
+
+
+async def test_bad_images_are_refused_in_a_sentence(fake: FakeOpenRouter, tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image at all\n" * 10)
+    env = _env(fake, tmp_path)
+    run = await _glimpse("chat", "--image", str(text), "-m", "", env=env)
+    assert run.code == 1 and "notes.jpg" in run.err and "Traceback" not in run.err
+    missing = await _glimpse("chat", "--image", str(tmp_path / "nope.png"), "-m", "hi", env=env)
+    assert missing.code == 1 and "nope.png" in missing.err
+    assert fake.chat_requests == []
+
+
+async def test_an_oversized_file_is_refused_before_reading(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff" * 3_000_000)
+    run = await _glimpse(
+        "chat",
+        "--image",
+        str(big),
+        "-m",
+        "hi",
+        env=_env(fake, tmp_path, GLIMPSE_IMAGE_MAX_BYTES="1000000"),
+    )
+    assert run.code == 1 and "limit" in run.err
+
+
+async def test_a_bad_config_value_is_one_clear_message(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    run = await _glimpse(
+        "chat", "-m", "hi", env=_env(fake, tmp_path, GLIMPSE_TEMPERATURE="scorching")
+    )
+    assert run.code == 2
+    assert "temperature" in run.err and "Traceback" not in run.err
+
+
+async def test_interactive_chat_takes_images_and_commands(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    fake.responder = lambda body: f"seen {len(body['messages'])} messages"
+    photo = _photo(tmp_path)
+    script = f"hello\n/image {photo}\nwhat is this?\n/reset\nagain\n/quit\n"
+    run = await _glimpse("chat", env=_env(fake, tmp_path), stdin=script)
+    assert run.code == 0, run.err
+    assert run.out.count("seen") == 3
+    requests = fake.chat_requests
+    assert len(requests) == 3
+    assert requests[1].body["messages"][-1]["content"][0]["type"] == "image_url"
+    assert len(requests[2].body["messages"]) == 2  # /reset forgot the first two exchanges
+
+
+async def test_doctor_reports_each_check(fake: FakeOpenRouter, tmp_path: Path) -> None:
+    run = await _glimpse("doctor", env=_env(fake, tmp_path))
+    assert run.code == 0, run.out + run.err
+    lines = run.out.splitlines()
+    assert any(line.startswith("ok   key: valid") for line in lines)
+    assert any(
+        line.startswith("ok   model: meta-llama/llama-3.2-90b-vision-instruct: 4,096-token context")
+        for line in lines
+    )
+    assert any(line.startswith("ok   store:") for line in lines)
+
+
+async def test_doctor_says_what_to_fix(fake: FakeOpenRouter, tmp_path: Path) -> None:
+    env = _env(
+        fake, tmp_path, GLIMPSE_MODEL="example/text-only-model", OPENROUTER_API_KEY="sk-or-v1-bad"
+    )
+    run = await _glimpse("doctor", env=env)
+    assert run.code == 1
+    assert any(line.startswith("FAIL key:") and "fix:" in line for line in run.out.splitlines())
+    assert "sk-or-v1-bad" not in run.out + run.err
+
+
+async def test_run_without_a_platform_explains(fake: FakeOpenRouter, tmp_path: Path) -> None:
+    run = await _glimpse("run", env=_env(fake, tmp_path))
+    assert run.code == 2 and "DISCORD_TOKEN" in run.err
