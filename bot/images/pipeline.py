@@ -1,0 +1,166 @@
+"""The image pipeline the core calls: fetch a message's images concurrently, prepare them, grid them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from PIL import Image
+
+from bot.config import Settings
+from bot.images.errors import ImageRefused, display_name
+from bot.images.fetch import fetch_bytes, safe_url_for_log
+from bot.images.grid import compose_grid, grid_label
+from bot.images.hosts import GuardedResolver, HostPolicy
+from bot.images.prepare import decode_image, encode_image
+from bot.messages import ImageRef
+from bot.turns import PreparedImage
+
+__all__ = ["ImagePipeline", "PreparedBatch"]
+
+log = logging.getLogger("glimpse.images")
+
+# A 50-megapixel RGBA PNG needs ~200 MB while it decodes; two at a time bounds the process's peak.
+MAX_CONCURRENT_DECODES = 2
+MAX_CONNECTIONS = 16
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """What one message's images became: images to send, and one sentence per image refused."""
+
+    images: tuple[PreparedImage, ...]
+    refusals: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    name: str
+    image: Image.Image
+
+
+class ImagePipeline:
+    """Fetches (allowed hosts only), validates, downscales and re-encodes the images of a message."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        trusted_hosts: Iterable[str] = (),
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._settings = settings
+        self._policy = HostPolicy([*trusted_hosts, *settings.image_hosts])
+        self._session = session
+        self._owns_session = session is None
+        self._resolver: GuardedResolver | None = None
+        self._decode_slots = asyncio.Semaphore(MAX_CONCURRENT_DECODES)
+
+    async def prepare(self, refs: Sequence[ImageRef]) -> PreparedBatch:
+        """Prepared images (one grid when the model reads one image per request) and refusal sentences."""
+        per_message = self._settings.images_per_message
+        taken, skipped = list(refs[:per_message]), list(refs[per_message:])
+        outcomes = await asyncio.gather(*(self._load(ref) for ref in taken))
+        decoded = [outcome for outcome in outcomes if isinstance(outcome, _Decoded)]
+        refusals = [
+            outcome.user_message for outcome in outcomes if isinstance(outcome, ImageRefused)
+        ]
+        if skipped:
+            refusals.append(self._skipped_note(per_message, skipped, "read"))
+        if not decoded:
+            return PreparedBatch((), tuple(refusals))
+        try:
+            images, note = await asyncio.to_thread(self._assemble, decoded)
+        except Exception:
+            log.exception(
+                "images failed unexpectedly while encoding: files=%r", [d.name for d in decoded]
+            )
+            refusals.append("The images could not be prepared because of an internal error.")
+            return PreparedBatch((), tuple(refusals))
+        if note:
+            refusals.append(note)
+        return PreparedBatch(tuple(images), tuple(refusals))
+
+    async def close(self) -> None:
+        """Close the HTTP session this pipeline created (a session passed in is left to its owner)."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None
+
+    async def _load(self, ref: ImageRef) -> _Decoded | ImageRefused:
+        name = display_name(ref.filename)
+        try:
+            data = await fetch_bytes(
+                ref,
+                session=self._http,
+                policy=self._policy,
+                max_bytes=self._settings.image_max_bytes,
+                timeout_seconds=self._settings.image_fetch_timeout_seconds,
+            )
+            async with self._decode_slots:
+                image = await asyncio.to_thread(
+                    decode_image,
+                    data,
+                    name,
+                    max_pixels=self._settings.image_max_pixels,
+                    max_side=self._settings.image_max_side,
+                )
+        except ImageRefused as refusal:
+            log.info(
+                "image refused: file=%r source=%s reason=%s",
+                name,
+                safe_url_for_log(ref.url),
+                refusal.reason,
+            )
+            return refusal
+        except Exception:
+            log.exception(
+                "image failed unexpectedly: file=%r source=%s", name, safe_url_for_log(ref.url)
+            )
+            return ImageRefused(
+                f"{name} could not be read because of an internal error.", reason="internal"
+            )
+        return _Decoded(name, image)
+
+    def _assemble(self, decoded: list[_Decoded]) -> tuple[list[PreparedImage], str | None]:
+        """Encode separately (up to images_per_request) or, for one image per request, as one grid."""
+        per_request = self._settings.images_per_request
+        if len(decoded) == 1:
+            return [encode_image(decoded[0].image, decoded[0].name)], None
+        if per_request == 1:
+            grid = compose_grid([item.image for item in decoded], self._settings.image_max_side)
+            return [encode_image(grid, grid_label([item.name for item in decoded]))], None
+        sent, dropped = decoded[:per_request], decoded[per_request:]
+        note = None
+        if dropped:
+            note = self._skipped_note(
+                per_request, [item.name for item in dropped], "sent to the model"
+            )
+        return [encode_image(item.image, item.name) for item in sent], note
+
+    @staticmethod
+    def _skipped_note(limit: int, skipped: Sequence[ImageRef] | Sequence[str], verb: str) -> str:
+        names = [
+            display_name(item.filename) if isinstance(item, ImageRef) else item for item in skipped
+        ]
+        first = "only the first image is" if limit == 1 else f"only the first {limit} images are"
+        log.info("images skipped: files=%r reason=over the limit of %d %s", names, limit, verb)
+        return f"{first[0].upper()}{first[1:]} {verb}; skipped {', '.join(names)}."
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The session passed in, or one created on first use and reused for the process."""
+        if self._session is None or (self._owns_session and self._session.closed):
+            self._resolver = GuardedResolver(self._policy)
+            connector = aiohttp.TCPConnector(resolver=self._resolver, limit=MAX_CONNECTIONS)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            )
+        return self._session

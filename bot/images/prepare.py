@@ -1,0 +1,250 @@
+"""Turn untrusted image bytes into a safe, oriented, downscaled and re-encoded image (CPU, synchronous)."""
+
+from __future__ import annotations
+
+import io
+from typing import cast
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bot.images.errors import ImageRefused, display_name
+from bot.turns import PreparedImage
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "JPEG_QUALITY",
+    "decode_image",
+    "describe_unreadable",
+    "encode_image",
+    "prepare_image",
+]
+
+# Pillow format ids we decode; MPO is the multi-picture JPEG many phone cameras write.
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
+_JPEG_FORMATS = ("JPEG", "MPO")
+ALLOWED_FORMATS_TEXT = "PNG, JPEG, WEBP or GIF"
+JPEG_QUALITY = 85
+PNG_COMPRESS_LEVEL = 6
+# Above this a transparent PNG is also tried as a 256-colour palette PNG, and the smaller kept.
+PNG_SOFT_LIMIT_BYTES = 1024 * 1024
+PALETTE_COLOURS = 256
+RESIZE_REDUCING_GAP = 3.0
+PIXELS_PER_MEGAPIXEL = 1_000_000
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+_ALLOWED_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+)
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+
+
+def prepare_image(data: bytes, name: str, *, max_pixels: int, max_side: int) -> PreparedImage:
+    """Validate, orient, downscale and re-encode; raise ImageRefused for anything not a safe image."""
+    name = display_name(name)
+    return encode_image(
+        decode_image(data, name, max_pixels=max_pixels, max_side=max_side), label=name
+    )
+
+
+def decode_image(data: bytes, name: str, *, max_pixels: int, max_side: int) -> Image.Image:
+    """Decode untrusted bytes into an RGB or RGBA image whose long side is at most `max_side`."""
+    if not data:
+        raise ImageRefused(f"{name} is empty.", reason="empty")
+    limit = _effective_pixel_limit(max_pixels)
+    image = _open(data, name, limit)
+    try:
+        _check_pixels(image, name, limit)
+        if image.format in _JPEG_FORMATS:
+            image.draft("RGB", fit_within(image.size, max_side))
+        _load(image, name, limit)
+        decoded = _orient(image)
+    finally:
+        image.close()
+    return downscale(_normalise_mode(decoded), max_side)
+
+
+def encode_image(image: Image.Image, label: str) -> PreparedImage:
+    """JPEG for opaque images, PNG (kept small) when the image has real transparency."""
+    if image.mode == "RGBA":
+        data, mime = _encode_png(image), "image/png"
+    else:
+        data, mime = _encode_jpeg(image.convert("RGB")), "image/jpeg"
+    return PreparedImage(
+        data=data, mime_type=mime, width=image.width, height=image.height, label=label
+    )
+
+
+def fit_within(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """`size` scaled down (never up) so its long side is at most `max_side`; each side at least 1."""
+    width, height = size
+    long_side = max(width, height)
+    if long_side <= max_side:
+        return width, height
+    scale = max_side / long_side
+    return max(1, min(max_side, round(width * scale))), max(1, min(max_side, round(height * scale)))
+
+
+def downscale(image: Image.Image, max_side: int) -> Image.Image:
+    target = fit_within(image.size, max_side)
+    if target == image.size:
+        return image
+    return image.resize(target, Image.Resampling.LANCZOS, reducing_gap=RESIZE_REDUCING_GAP)
+
+
+def describe_unreadable(data: bytes, name: str) -> ImageRefused:
+    """A refusal that says what the bytes really are, when that can be told from their first bytes."""
+    if data.startswith(_ALLOWED_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return _damaged(name)
+    kind = _sniff_kind(data)
+    if kind is None:
+        return ImageRefused(
+            f"{name} is not an image Glimpse can read; send a {ALLOWED_FORMATS_TEXT}.",
+            reason="format",
+        )
+    return ImageRefused(
+        f"{name} is {kind}, not an image Glimpse can read; send a {ALLOWED_FORMATS_TEXT}.",
+        reason="format",
+    )
+
+
+def _sniff_kind(data: bytes) -> str | None:
+    head = data[:512]
+    text_head = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "a ZIP archive"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _AVIF_BRANDS:
+            return "an AVIF image"
+        if brand in _HEIF_BRANDS:
+            return "a HEIC photo (try sending it as JPEG)"
+        return "a video or MP4-family file"
+    if text_head.startswith(b"<svg") or (
+        text_head.startswith(b"<?xml") and b"<svg" in data[:4096].lower()
+    ):
+        return "an SVG drawing"
+    if text_head.startswith((b"<!doctype html", b"<html")):
+        return "a web page (the bot may lack permission to read the file)"
+    if head.startswith(b"BM"):
+        return "a BMP image"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "a TIFF image"
+    if _looks_like_text(head):
+        return "a text file"
+    return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+
+
+def _effective_pixel_limit(max_pixels: int) -> int:
+    # Pillow warns above MAX_IMAGE_PIXELS and errors above twice that; both count as refusals here.
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    return max_pixels if pillow_limit is None else min(max_pixels, pillow_limit)
+
+
+def _too_many_pixels(name: str, limit: int, size: tuple[int, int] | None = None) -> ImageRefused:
+    limit_text = f"{limit / PIXELS_PER_MEGAPIXEL:g} megapixels"
+    if size is None:
+        return ImageRefused(
+            f"{name} has too many pixels; the limit is {limit_text}.", reason="pixels"
+        )
+    width, height = size
+    return ImageRefused(
+        f"{name} is {width}×{height} pixels ({width * height / PIXELS_PER_MEGAPIXEL:.0f} megapixels); "
+        f"the limit is {limit_text}.",
+        reason="pixels",
+    )
+
+
+def _damaged(name: str) -> ImageRefused:
+    return ImageRefused(f"{name} is damaged or incomplete and could not be read.", reason="corrupt")
+
+
+def _open(data: bytes, name: str, pixel_limit: int) -> Image.Image:
+    """Read only the header, restricted to the allowed formats."""
+    try:
+        return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(name, pixel_limit) from None
+    except UnidentifiedImageError:
+        raise describe_unreadable(data, name) from None
+    except Exception:  # Pillow's parsers raise many types on hostile headers
+        raise _damaged(name) from None
+
+
+def _check_pixels(image: Image.Image, name: str, pixel_limit: int) -> None:
+    """The decompression-bomb guard, from the header's size, before any pixel is decoded."""
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise _damaged(name)
+    if width * height > pixel_limit:
+        raise _too_many_pixels(name, pixel_limit, image.size)
+
+
+def _load(image: Image.Image, name: str, pixel_limit: int) -> None:
+    """Decode fully (the first frame of an animation) so truncation surfaces here as a refusal."""
+    try:
+        image.load()
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(name, pixel_limit, image.size) from None
+    except MemoryError:
+        raise _too_many_pixels(name, pixel_limit, image.size) from None
+    except Exception:  # truncated or corrupt data: OSError, SyntaxError, ValueError, EOFError, ...
+        raise _damaged(name) from None
+
+
+def _orient(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a broken EXIF block leaves the image as stored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # malformed EXIF must not cost the user the image
+        return image.copy()
+
+
+def _normalise_mode(image: Image.Image) -> Image.Image:
+    """RGBA when some pixel is see-through, otherwise RGB (8 bits per channel)."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        image = image.point(lambda value: value / 256).convert("L")
+    elif image.mode == "F":
+        image = image.convert("L")
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return rgba if _has_transparency(rgba) else rgba.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _has_transparency(rgba: Image.Image) -> bool:
+    lowest_alpha, _ = cast(tuple[int, int], rgba.getchannel("A").getextrema())
+    return lowest_alpha < 255
+
+
+def _encode_jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return buffer.getvalue()
+
+
+def _encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+    full = buffer.getvalue()
+    if len(full) <= PNG_SOFT_LIMIT_BYTES:
+        return full
+    palette = image.quantize(PALETTE_COLOURS, method=Image.Quantize.FASTOCTREE)
+    buffer = io.BytesIO()
+    palette.save(buffer, "PNG", optimize=True)
+    small = buffer.getvalue()
+    return small if len(small) < len(full) else full

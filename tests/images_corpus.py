@@ -1,0 +1,130 @@
+"""Test images made with Pillow (and a few hand-built files): good, broken, hostile and not-images."""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+import zipfile
+import zlib
+
+from PIL import Image, ImageDraw
+
+RED = (220, 20, 20)
+GREEN = (20, 200, 20)
+BLUE = (20, 20, 220)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def solid(
+    size: tuple[int, int], colour: int | tuple[int, ...] = GREEN, mode: str = "RGB"
+) -> Image.Image:
+    return Image.new(mode, size, colour)
+
+
+def jpeg_bytes(
+    size: tuple[int, int] = (640, 480), colour: tuple[int, int, int] = GREEN, **params: object
+) -> bytes:
+    return encode(solid(size, colour), "JPEG", quality=90, **params)
+
+
+def png_bytes(
+    size: tuple[int, int] = (320, 240), colour: int | tuple[int, ...] = BLUE, mode: str = "RGB"
+) -> bytes:
+    return encode(solid(size, colour, mode), "PNG")
+
+
+@functools.cache
+def photo_12mp_jpeg() -> bytes:
+    """A 4000×3000 JPEG with some structure (a 12-megapixel phone photo)."""
+    image = Image.new("RGB", (4000, 3000), (90, 140, 200))
+    draw = ImageDraw.Draw(image)
+    for index in range(0, 4000, 250):
+        draw.rectangle((index, 0, index + 120, 3000), fill=(200, 160 + index % 90, 60))
+    return encode(image, "JPEG", quality=80)
+
+
+def left_red_right_blue_jpeg(orientation: int) -> bytes:
+    """400×200 stored pixels: left half red, right half blue, with the given EXIF orientation."""
+    image = Image.new("RGB", (400, 200), BLUE)
+    ImageDraw.Draw(image).rectangle((0, 0, 199, 199), fill=RED)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION_TAG] = orientation
+    return encode(image, "JPEG", quality=95, exif=exif)
+
+
+def transparent_png(size: tuple[int, int] = (300, 200)) -> bytes:
+    """RGBA: opaque red on the left half, fully transparent on the right."""
+    image = Image.new("RGBA", size, (0, 0, 0, 0))
+    ImageDraw.Draw(image).rectangle((0, 0, size[0] // 2 - 1, size[1]), fill=(*RED, 255))
+    return encode(image, "PNG")
+
+
+def opaque_rgba_png(size: tuple[int, int] = (300, 200)) -> bytes:
+    """RGBA whose alpha is 255 everywhere: no real transparency."""
+    return png_bytes(size, (*GREEN, 255), mode="RGBA")
+
+
+def animated_gif(colours: tuple[tuple[int, int, int], ...] = (RED, GREEN, BLUE)) -> bytes:
+    frames = [solid((120, 90), colour) for colour in colours]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def webp_bytes(size: tuple[int, int] = (500, 300), colour: tuple[int, int, int] = RED) -> bytes:
+    return encode(solid(size, colour), "WEBP", quality=90)
+
+
+def truncated_jpeg() -> bytes:
+    data = encode(Image.effect_noise((400, 300), 64).convert("RGB"), "JPEG", quality=90)
+    return data[: len(data) // 2]
+
+
+def corrupt_png() -> bytes:
+    """A valid PNG header whose compressed pixel data is overwritten with garbage."""
+    data = bytearray(encode(Image.effect_noise((200, 200), 64), "PNG"))
+    start = data.index(b"IDAT") + 4 + 20
+    data[start : start + 200] = bytes(range(200))
+    return bytes(data)
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload))
+    )
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny file whose IHDR declares `width`×`height` 8-bit grey pixels (a decompression bomb)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 1024)
+    return (
+        PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", pixels)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+SVG_BYTES = (
+    b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>'
+)
+PDF_BYTES = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
+HEIC_BYTES = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+TEXT_BYTES = b"this is not a photo, just some notes\n"
+
+
+def zip_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("photo.jpg", jpeg_bytes((16, 16)))
+    return buffer.getvalue()
