@@ -1,0 +1,532 @@
+"""The only module that speaks OpenRouter's wire format: streamed chat completions, GET /models, GET /key."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, replace
+from typing import Any, Literal, cast
+
+import openai
+from openai.types.chat import ChatCompletionMessageParam
+
+from bot.config import DEFAULT_MODEL, Settings
+from bot.turns import Usage
+
+__all__ = [
+    "ErrorKind",
+    "ModelError",
+    "ModelInfo",
+    "OpenRouterClient",
+    "StreamEnd",
+    "TextDelta",
+    "build_extra_body",
+]
+
+logger = logging.getLogger("glimpse.openrouter")
+
+FALLBACK_CONTEXT_TOKENS = 4096
+MODEL_INFO_RETRY_SECONDS = 300.0  # a failed GET /models is tried again after this long
+MODELS_TIMEOUT_SECONDS = 15.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+EARLY_STREAM_RETRIES = 2  # our own retries, only for failures inside the stream before any text
+EARLY_RETRY_BASE_DELAY_SECONDS = 0.5
+EARLY_RETRY_MAX_DELAY_SECONDS = 4.0
+USER_DETAIL_MAX_CHARS = 160
+LOG_DETAIL_MAX_CHARS = 300
+
+# OpenRouter compresses prompts of endpoints with <= 8K context ("middle-out"); Glimpse trims itself.
+# Current API: the context-compression plugin with enabled=false; `transforms: []` is the older switch.
+COMPRESSION_OFF: dict[str, Any] = {
+    "plugins": [{"id": "context-compression", "enabled": False}],
+    "transforms": [],
+}
+
+ErrorKind = Literal[
+    "auth",
+    "credits",
+    "forbidden",
+    "bad_request",
+    "rate_limited",
+    "unavailable",
+    "timeout",
+    "stream_error",
+    "bad_response",
+]
+
+USER_MESSAGES: dict[str, str] = {
+    "auth": "The bot's OpenRouter key is invalid. An operator needs to fix it.",
+    "credits": "The bot's OpenRouter account is out of credits.",
+    "forbidden": "The request was flagged by the model's moderation.",
+    "bad_request": "The model could not accept this request.",
+    "rate_limited": "The model is getting too many requests right now. Please try again in a minute.",
+    "unavailable": "The model is unavailable right now. Please try again shortly.",
+    "timeout": "The model took too long to answer. Please try again.",
+    "stream_error": "The model stopped partway through its answer. Please try again.",
+    "bad_response": "The model sent a reply the bot could not read. Please try again.",
+}
+
+# Known listing of the default model (see DESIGN.md), used when GET /models cannot be read.
+_KNOWN_MODELS: dict[str, tuple[float, float, float, tuple[str, ...]]] = {
+    DEFAULT_MODEL: (0.8e-6, 1.6e-6, 0.005146, ("text", "image")),
+}
+_PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 413, 422})
+_SECRET_PATTERN = re.compile(r"(sk-or-[A-Za-z0-9_\-]+|Bearer\s+\S+)")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What GET /models says about the configured model (prices in USD per token / per image)."""
+
+    id: str
+    context_length: int
+    prompt_price: float
+    completion_price: float
+    image_price: float
+    input_modalities: tuple[str, ...]
+    from_api: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the answer's text, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The answer finished: what it used and why it stopped."""
+
+    usage: Usage
+    finish_reason: str | None
+
+
+class ModelError(Exception):
+    """A model call failed: `kind` for code, `user_message` for chat users, `detail` for operators."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        detail: str,
+        *,
+        user_message: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind: ErrorKind = kind
+        self.detail = detail
+        self.user_message = user_message or USER_MESSAGES[kind]
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+
+
+@dataclass
+class _Progress:
+    """What one streaming attempt has delivered so far."""
+
+    text_yielded: bool = False
+    finish_reason: str | None = None
+    model: str = ""
+    usage: Any = None
+
+
+def build_extra_body(settings: Settings) -> dict[str, Any]:
+    """OpenRouter-only request fields: compression off, provider preferences, fallback `models`."""
+    body: dict[str, Any] = {key: _copy(value) for key, value in COMPRESSION_OFF.items()}
+    if settings.provider:
+        body["provider"] = dict(settings.provider)
+    fallbacks = [m for m in dict.fromkeys(settings.fallback_models) if m and m != settings.model]
+    if fallbacks:
+        body["models"] = [settings.model, *fallbacks]  # priority order, primary first
+    return body
+
+
+class OpenRouterClient:
+    """One AsyncOpenAI client for the process, pointed at OpenRouter."""
+
+    def __init__(self, settings: Settings, api_key: str, *, base_url: str | None = None) -> None:
+        self._settings = settings
+        self._api_key = api_key
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url or settings.base_url,
+            default_headers=_attribution_headers(settings),
+            timeout=openai.Timeout(
+                settings.request_timeout_seconds,
+                connect=min(settings.request_timeout_seconds, CONNECT_TIMEOUT_SECONDS),
+            ),
+            max_retries=settings.max_retries,
+            organization=None,
+            project=None,
+        )
+        self._extra_body = build_extra_body(settings)
+        self._info: ModelInfo | None = None
+        self._info_at = 0.0
+        self._info_lock = asyncio.Lock()
+
+    # --- models ---
+
+    async def model_info(self) -> ModelInfo:
+        """The configured model's context and prices; read once, a failed read is retried later."""
+        async with self._info_lock:
+            info = self._info
+            if info is not None and (
+                info.from_api or time.monotonic() - self._info_at < MODEL_INFO_RETRY_SECONDS
+            ):
+                return info
+            info = await self._fetch_model_info()
+            if self._settings.context_length > 0:
+                info = replace(info, context_length=self._settings.context_length)
+            self._info, self._info_at = info, time.monotonic()
+            return info
+
+    async def _fetch_model_info(self) -> ModelInfo:
+        model = self._settings.model
+        timeout = min(self._settings.request_timeout_seconds, MODELS_TIMEOUT_SECONDS)
+        try:
+            listing = await self._client.get(
+                "/models", cast_to=object, options={"timeout": timeout}
+            )
+        except openai.OpenAIError as exc:
+            reason = self._error_from_sdk(exc).detail
+            return self._fallback_info(f"GET /models failed ({reason})")
+        entry = _find_model(listing, model)
+        if entry is None:
+            return self._fallback_info(f"model {model!r} is not listed by GET /models")
+        try:
+            return _parse_model(entry, model)
+        except (TypeError, ValueError, KeyError) as exc:
+            return self._fallback_info(f"GET /models entry for {model!r} is malformed ({exc})")
+
+    def _fallback_info(self, reason: str) -> ModelInfo:
+        model = self._settings.model
+        prompt, completion, image, modalities = _KNOWN_MODELS.get(
+            model, (0.0, 0.0, 0.0, ("text", "image"))
+        )
+        if self._settings.context_length > 0:
+            assumption = f"using context_length={self._settings.context_length} from the config"
+        else:
+            assumption = f"assuming a {FALLBACK_CONTEXT_TOKENS}-token context (set context_length to override)"
+        logger.warning("%s; %s for %s", _redact(reason, self._api_key), assumption, model)
+        return ModelInfo(
+            model, FALLBACK_CONTEXT_TOKENS, prompt, completion, image, modalities, from_api=False
+        )
+
+    # --- key ---
+
+    async def key_info(self) -> dict[str, Any]:
+        """GET /key: the key's label, limit and usage (for `glimpse doctor`); raises ModelError."""
+        try:
+            body = await self._client.get("/key", cast_to=object)
+        except openai.OpenAIError as exc:
+            raise self._logged(self._error_from_sdk(exc)) from None
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            raise self._logged(ModelError("bad_response", "GET /key returned no `data` object"))
+        return data
+
+    # --- chat ---
+
+    async def stream(
+        self, messages: list[dict[str, Any]], *, max_tokens: int
+    ) -> AsyncGenerator[TextDelta | StreamEnd, None]:
+        """Stream the answer: TextDelta pieces, then one StreamEnd; raises ModelError.
+
+        The SDK retries 408/409/429/5xx, timeouts and connection errors before the stream starts
+        (honouring Retry-After). A failure inside the stream before any text is retried here a
+        little more; once text has been yielded nothing is retried.
+        """
+        budget = min(self._settings.max_retries, EARLY_STREAM_RETRIES)
+        attempt = 0
+        while True:
+            progress = _Progress()
+            try:
+                async with contextlib.aclosing(
+                    self._stream_once(messages, max_tokens, progress)
+                ) as events:
+                    async for event in events:
+                        yield event
+                return
+            except ModelError as error:
+                if progress.text_yielded or not error.retryable or attempt >= budget:
+                    raise self._logged(error) from None
+                attempt += 1
+                delay = _early_retry_delay(attempt)
+                logger.info(
+                    "retrying after %s before any text (attempt %d, in %.2fs)",
+                    error.kind,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _stream_once(
+        self, messages: list[dict[str, Any]], max_tokens: int, progress: _Progress
+    ) -> AsyncGenerator[TextDelta | StreamEnd, None]:
+        try:
+            sdk_stream = await self._client.chat.completions.create(
+                model=self._settings.model,
+                messages=cast("list[ChatCompletionMessageParam]", messages),
+                stream=True,
+                max_tokens=max_tokens,
+                temperature=self._settings.temperature,
+                stream_options={"include_usage": True},
+                extra_body=self._extra_body,
+            )
+        except openai.OpenAIError as exc:
+            raise self._error_from_sdk(exc, retryable=False) from None  # the SDK already retried
+        try:
+            async for chunk in sdk_stream:
+                for delta in _absorb(chunk, progress):
+                    progress.text_yielded = True
+                    yield TextDelta(delta)
+        except openai.OpenAIError as exc:
+            raise self._error_in_stream(exc, progress) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(
+                "bad_response", f"unreadable stream chunk: {exc}", retryable=True
+            ) from None
+        finally:
+            await sdk_stream.close()
+        yield self._finish(progress)
+
+    def _finish(self, progress: _Progress) -> StreamEnd:
+        if progress.finish_reason == "error":
+            raise ModelError(
+                "stream_error", "stream ended with finish_reason 'error'", retryable=True
+            )
+        if progress.finish_reason is None and progress.usage is None:
+            raise ModelError(
+                "stream_error", "stream ended before the model finished", retryable=True
+            )
+        usage = progress.usage
+        cost = getattr(usage, "cost", None) if usage is not None else None
+        return StreamEnd(
+            Usage(
+                model=progress.model or self._settings.model,
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                cost=float(cost or 0.0),
+            ),
+            progress.finish_reason,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    # --- errors ---
+
+    def _error_in_stream(self, exc: openai.OpenAIError, progress: _Progress) -> ModelError:
+        """A failure after the HTTP 200: OpenRouter's error chunk, a cut connection or a stalled read."""
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelError(
+                "timeout", "no data from OpenRouter within the read timeout", retryable=True
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelError(
+                "stream_error", f"connection lost mid-stream: {_cause(exc)}", retryable=True
+            )
+        if isinstance(exc, openai.APIStatusError | openai.APIResponseValidationError):
+            return self._error_from_sdk(exc)
+        if not isinstance(exc, openai.APIError):
+            return ModelError(
+                "bad_response", f"unexpected SDK error mid-stream: {type(exc).__name__}"
+            )
+        code, message = _error_fields(exc.body, fallback=exc.message)
+        status = int(code) if code is not None and code.isdigit() else None
+        detail = f"error chunk mid-stream: code={code} message={self._clean(message)}"
+        if progress.text_yielded or status is None or status not in _PERMANENT_STATUSES:
+            kind: ErrorKind = "stream_error"
+            if not progress.text_yielded and status is not None:
+                kind = _kind_for_status(status)
+            return ModelError(kind, detail, status=status, code=code, retryable=True)
+        return self._status_error(status, code, message, detail)
+
+    def _error_from_sdk(self, exc: openai.OpenAIError, *, retryable: bool = False) -> ModelError:
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelError(
+                "timeout", "OpenRouter did not answer within the timeout", retryable=retryable
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelError(
+                "unavailable", f"cannot reach OpenRouter: {_cause(exc)}", retryable=retryable
+            )
+        if isinstance(exc, openai.APIResponseValidationError):
+            return ModelError(
+                "bad_response", "OpenRouter's response did not match the expected shape"
+            )
+        if isinstance(exc, openai.APIStatusError):
+            code, message = _error_fields(exc.body, fallback=exc.message)
+            detail = f"HTTP {exc.status_code} code={code} message={self._clean(message)}"
+            return self._status_error(exc.status_code, code, message, detail, retryable=retryable)
+        if isinstance(exc, openai.APIError):
+            code, message = _error_fields(exc.body, fallback=exc.message)
+            return ModelError(
+                "bad_response", f"code={code} message={self._clean(message)}", code=code
+            )
+        return ModelError("bad_response", f"{type(exc).__name__}: {self._clean(str(exc))}")
+
+    def _status_error(
+        self, status: int, code: str | None, message: str, detail: str, *, retryable: bool = False
+    ) -> ModelError:
+        kind = _kind_for_status(status)
+        user_message = None
+        if status == 404:
+            user_message = f"The model {self._settings.model} is not available on OpenRouter."
+        elif kind == "bad_request":
+            shown = _shareable(self._clean(message))
+            user_message = f"The model could not accept this request: {shown}" if shown else None
+        return ModelError(
+            kind, detail, user_message=user_message, status=status, code=code, retryable=retryable
+        )
+
+    def _clean(self, text: str) -> str:
+        return _redact(" ".join(str(text).split()), self._api_key)[:LOG_DETAIL_MAX_CHARS]
+
+    def _logged(self, error: ModelError) -> ModelError:
+        logger.warning(
+            "OpenRouter call failed: kind=%s status=%s code=%s model=%s detail=%s",
+            error.kind,
+            error.status,
+            error.code,
+            self._settings.model,
+            _redact(error.detail, self._api_key),
+        )
+        return error
+
+
+def _attribution_headers(settings: Settings) -> dict[str, str]:
+    headers = {"HTTP-Referer": settings.http_referer, "X-Title": settings.app_title}
+    return {name: value for name, value in headers.items() if value}
+
+
+def _absorb(chunk: Any, progress: _Progress) -> list[str]:
+    """Record a chunk's model, finish reason and usage; return its text deltas."""
+    if getattr(chunk, "model", None):
+        progress.model = chunk.model
+    if getattr(chunk, "usage", None) is not None:
+        progress.usage = chunk.usage
+    texts = []
+    for choice in getattr(chunk, "choices", None) or []:
+        content = getattr(choice.delta, "content", None) if choice.delta is not None else None
+        if content:
+            texts.append(content)
+        if choice.finish_reason:
+            progress.finish_reason = choice.finish_reason
+    return texts
+
+
+def _kind_for_status(status: int) -> ErrorKind:
+    kinds: dict[int, ErrorKind] = {
+        401: "auth",
+        402: "credits",
+        403: "forbidden",
+        408: "timeout",
+        429: "rate_limited",
+    }
+    if status in kinds:
+        return kinds[status]
+    if status >= 500 or status == 409:
+        return "unavailable"
+    return "bad_request"
+
+
+def _error_fields(body: object, *, fallback: str) -> tuple[str | None, str]:
+    """OpenRouter's error `code` (as text) and `message` from an SDK error body."""
+    if isinstance(body, dict):
+        code = body.get("code")
+        message = body.get("message")
+        return (str(code) if code is not None else None), (
+            message if isinstance(message, str) else fallback
+        )
+    return None, fallback
+
+
+def _shareable(message: str) -> str:
+    """OpenRouter's message if short and plain enough to show chat users, else ''."""
+    if not message or len(message) > USER_DETAIL_MAX_CHARS or "[redacted]" in message:
+        return ""
+    if any(mark in message for mark in ("{", "}", "http://", "https://", "Traceback")):
+        return ""
+    return message if message.endswith((".", "!", "?")) else f"{message}."
+
+
+def _redact(text: str, api_key: str) -> str:
+    if api_key:
+        text = text.replace(api_key, "[redacted]")
+    return _SECRET_PATTERN.sub("[redacted]", text)
+
+
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    return type(cause).__name__ if cause is not None else type(exc).__name__
+
+
+def _early_retry_delay(attempt: int) -> float:
+    delay = min(EARLY_RETRY_BASE_DELAY_SECONDS * 2 ** (attempt - 1), EARLY_RETRY_MAX_DELAY_SECONDS)
+    return delay * (1 - 0.25 * random.random())
+
+
+def _find_model(listing: object, model: str) -> dict[str, Any] | None:
+    """The GET /models entry for `model` (variant suffixes such as ":nitro" fall back to the base id)."""
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(entries, list):
+        return None
+    wanted = [model] + ([model.split(":", 1)[0]] if ":" in model else [])
+    for candidate in wanted:
+        for entry in entries:
+            if isinstance(entry, dict) and candidate in (
+                entry.get("id"),
+                entry.get("canonical_slug"),
+            ):
+                return entry
+    return None
+
+
+def _parse_model(entry: dict[str, Any], model: str) -> ModelInfo:
+    pricing = entry.get("pricing") or {}
+    architecture = entry.get("architecture") or {}
+    context = int(
+        entry.get("context_length") or (entry.get("top_provider") or {}).get("context_length") or 0
+    )
+    if context <= 0:
+        raise ValueError("no context_length")
+    return ModelInfo(
+        id=model,
+        context_length=context,
+        prompt_price=_price(pricing.get("prompt")),
+        completion_price=_price(pricing.get("completion")),
+        image_price=_price(pricing.get("image")),
+        input_modalities=_modalities(architecture),
+        from_api=True,
+    )
+
+
+def _price(value: object) -> float:
+    """A price string in USD; missing or negative (variable pricing) counts as 0."""
+    if value in (None, ""):
+        return 0.0
+    price = float(value)  # type: ignore[arg-type]
+    return price if price > 0 else 0.0
+
+
+def _modalities(architecture: dict[str, Any]) -> tuple[str, ...]:
+    listed = architecture.get("input_modalities")
+    if isinstance(listed, list) and listed:
+        return tuple(str(m) for m in listed)
+    modality = str(architecture.get("modality") or "text->text")
+    return tuple(modality.split("->", 1)[0].split("+"))
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))

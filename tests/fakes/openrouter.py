@@ -1,0 +1,580 @@
+"""A loopback fake of OpenRouter's HTTP + SSE API, scriptable per request, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+__all__ = [
+    "FAKE_API_KEY",
+    "LLAMA_VISION_MODEL",
+    "TEXT_ONLY_MODEL",
+    "FakeOpenRouter",
+    "RecordedRequest",
+    "model_catalogue",
+]
+
+FAKE_API_KEY = "sk-or-v1-fake-0123456789abcdef0123456789abcdef"
+LLAMA_VISION_MODEL = "meta-llama/llama-3.2-90b-vision-instruct"
+TEXT_ONLY_MODEL = "meta-llama/llama-3.1-8b-instruct"
+API_PREFIX = "/api/v1"
+DEFAULT_REPLY = "The picture shows a small red boat on a calm lake at sunset."
+DEFAULT_CHUNKS = 8
+PROMPT_CHARS_PER_TOKEN = 4
+HANG_FOREVER_SECONDS = 3600.0
+SERVER_BACKLOG = 4096
+SHUTDOWN_TIMEOUT_SECONDS = 1.0
+
+Responder = Callable[[dict[str, Any]], str]
+
+
+def model_catalogue() -> list[dict[str, Any]]:
+    """GET /models entries, in OpenRouter's shape (prices are strings of USD per token / per image)."""
+    return [
+        {
+            "id": LLAMA_VISION_MODEL,
+            "canonical_slug": LLAMA_VISION_MODEL,
+            "name": "Meta: Llama 3.2 90B Vision Instruct",
+            "created": 1727222400,
+            "context_length": 4096,
+            "architecture": {
+                "modality": "text+image->text",
+                "input_modalities": ["text", "image"],
+                "output_modalities": ["text"],
+                "tokenizer": "Llama3",
+                "instruct_type": "llama3",
+            },
+            "pricing": {
+                "prompt": "0.0000008",
+                "completion": "0.0000016",
+                "request": "0",
+                "image": "0.005146",
+                "web_search": "0",
+                "internal_reasoning": "0",
+            },
+            "top_provider": {
+                "context_length": 4096,
+                "max_completion_tokens": 2048,
+                "is_moderated": False,
+            },
+            "per_request_limits": None,
+            "supported_parameters": ["max_tokens", "temperature", "top_p", "stop"],
+        },
+        {
+            "id": TEXT_ONLY_MODEL,
+            "canonical_slug": TEXT_ONLY_MODEL,
+            "name": "Meta: Llama 3.1 8B Instruct",
+            "created": 1721692800,
+            "context_length": 131072,
+            "architecture": {
+                "modality": "text->text",
+                "input_modalities": ["text"],
+                "output_modalities": ["text"],
+                "tokenizer": "Llama3",
+                "instruct_type": "llama3",
+            },
+            "pricing": {
+                "prompt": "0.00000002",
+                "completion": "0.00000005",
+                "request": "0",
+                "image": "0",
+            },
+            "top_provider": {
+                "context_length": 131072,
+                "max_completion_tokens": 16384,
+                "is_moderated": False,
+            },
+            "per_request_limits": None,
+            "supported_parameters": ["max_tokens", "temperature", "top_p", "stop", "tools"],
+        },
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request the fake received: method, path, headers (case-insensitive) and JSON body (None for GET)."""
+
+    method: str
+    path: str
+    headers: CIMultiDict[str]
+    body: Any
+
+
+# --- one-shot behaviours, consumed in order by the next requests of a route ---
+
+
+@dataclass(frozen=True, slots=True)
+class _Fail:
+    status: int
+    message: str
+    retry_after: float | None
+    retry_after_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _ErrorMidStream:
+    after_chunks: int
+    code: int | str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Hang:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _ResetMidStream:
+    after_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class _EndEarly:
+    after_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class _MalformedChunk:
+    after_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    text: str
+
+
+_Behaviour = (
+    _Fail | _ErrorMidStream | _Hang | _ResetMidStream | _EndEarly | _MalformedChunk | _Reply
+)
+
+_DEFAULT_MESSAGES = {
+    400: "Invalid request: max_tokens must be a positive integer",
+    401: "No auth credentials found",
+    402: "Insufficient credits. Add more using https://openrouter.ai/credits",
+    403: "Your input was flagged by the moderation model",
+    404: "No endpoints found for this model",
+    408: "Request timed out",
+    429: "Rate limit exceeded: too many requests",
+    500: "Internal Server Error",
+    502: "Provider returned error",
+    503: "No available model provider that meets your routing requirements",
+}
+
+
+@dataclass
+class FakeOpenRouter:
+    """OpenRouter on 127.0.0.1: chat completions (JSON and SSE), GET /models, GET /key.
+
+    Use as `async with FakeOpenRouter() as fake:` and point clients at `fake.base_url`.
+    """
+
+    api_key: str = FAKE_API_KEY
+    reply: str = DEFAULT_REPLY
+    chunks: int = DEFAULT_CHUNKS  # content deltas the reply is split into
+    chunk_delay_seconds: float = 0.0  # pause between deltas
+    first_token_latency_seconds: float = (
+        0.0  # pause after the processing comment, before the first delta
+    )
+    record_requests: bool = True  # benchmarks can turn this off
+    responder: Responder | None = None  # body -> reply text; beats `reply`
+    answering_model: str | None = None  # model named in responses; default: the request's model
+    models: list[dict[str, Any]] = field(default_factory=model_catalogue)
+    key_data: dict[str, Any] = field(
+        default_factory=lambda: {
+            "label": "sk-or-v1-fak...def",
+            "limit": 100.0,
+            "limit_remaining": 74.5,
+            "limit_reset": "monthly",
+            "usage": 25.5,
+            "is_free_tier": False,
+            "is_provisioning_key": False,
+        }
+    )
+    requests: list[RecordedRequest] = field(default_factory=list)
+    request_count: int = 0
+    active_streams: int = 0  # SSE responses currently open
+
+    def __post_init__(self) -> None:
+        self._queues: dict[str, deque[_Behaviour]] = {
+            "chat": deque(),
+            "models": deque(),
+            "key": deque(),
+        }
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- lifecycle ---
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    async def start(self) -> FakeOpenRouter:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post(f"{API_PREFIX}/chat/completions", self._chat)
+        app.router.add_get(f"{API_PREFIX}/models", self._models)
+        app.router.add_get(f"{API_PREFIX}/key", self._key)
+        # handler_cancellation: a handler stops as soon as its client goes away (hung or abandoned streams).
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+            handler_cancellation=True,
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=SERVER_BACKLOG)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeOpenRouter:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- scripting ---
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        retry_after_ms: int | None = None,
+        message: str | None = None,
+        route: str = "chat",
+    ) -> None:
+        """Answer the next `times` requests of `route` ("chat", "models", "key") with an HTTP error."""
+        text = message if message is not None else _DEFAULT_MESSAGES.get(status, f"Error {status}")
+        for _ in range(times):
+            self._queues[route].append(_Fail(status, text, retry_after, retry_after_ms))
+
+    def error_mid_stream(
+        self,
+        after_chunks: int,
+        code: int | str = 502,
+        message: str = "Provider disconnected unexpectedly",
+    ) -> None:
+        """Stream `after_chunks` deltas, then OpenRouter's error chunk (finish_reason "error") and end."""
+        self._queues["chat"].append(_ErrorMidStream(after_chunks, code, message))
+
+    def hang_next(self, seconds: float = HANG_FOREVER_SECONDS) -> None:
+        """Accept the next chat request and send nothing for `seconds` (or until the fake closes)."""
+        self._queues["chat"].append(_Hang(seconds))
+
+    def reset_connection_mid_stream(self, after_chunks: int) -> None:
+        """Stream `after_chunks` deltas, then abort the TCP connection."""
+        self._queues["chat"].append(_ResetMidStream(after_chunks))
+
+    def end_stream_early_next(self, after_chunks: int) -> None:
+        """Stream `after_chunks` deltas, then end the body cleanly: no finish_reason, usage or [DONE]."""
+        self._queues["chat"].append(_EndEarly(after_chunks))
+
+    def malformed_chunk_next(self, after_chunks: int = 1) -> None:
+        """Stream `after_chunks` deltas, then a `data:` line that is not JSON, then the rest."""
+        self._queues["chat"].append(_MalformedChunk(after_chunks))
+
+    def reply_next(self, text: str) -> None:
+        """Answer the next chat request with `text` instead of the default reply."""
+        self._queues["chat"].append(_Reply(text))
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    # --- handlers ---
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self._record(request, body)
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        behaviour = self._next("chat")
+        if isinstance(behaviour, _Fail):
+            return _error_response(behaviour)
+        if isinstance(behaviour, _Hang):
+            await self._sleep(behaviour.seconds)
+        text = behaviour.text if isinstance(behaviour, _Reply) else self._reply_for(body)
+        model = self.answering_model or str(body.get("model") or LLAMA_VISION_MODEL)
+        if not body.get("stream"):
+            return web.json_response(self._completion(body, model, text))
+        return await self._stream(request, body, model, text, behaviour)
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, None)  # OpenRouter serves the model list without a key
+        behaviour = self._next("models")
+        if isinstance(behaviour, _Fail):
+            return _error_response(behaviour)
+        return web.json_response({"data": self.models})
+
+    async def _key(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, None)
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        behaviour = self._next("key")
+        if isinstance(behaviour, _Fail):
+            return _error_response(behaviour)
+        return web.json_response({"data": self.key_data})
+
+    # --- streaming ---
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        model: str,
+        text: str,
+        behaviour: _Behaviour | None,
+    ) -> web.StreamResponse:
+        generation_id = f"gen-{uuid.uuid4().hex[:20]}"
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Generation-Id": generation_id,
+            }
+        )
+        self.active_streams += 1
+        try:
+            return await self._write_stream(
+                request, response, body, model, text, behaviour, generation_id
+            )
+        finally:
+            self.active_streams -= 1
+
+    async def _write_stream(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        body: dict[str, Any],
+        model: str,
+        text: str,
+        behaviour: _Behaviour | None,
+        generation_id: str,
+    ) -> web.StreamResponse:
+        await response.prepare(request)
+        await response.write(b": OPENROUTER PROCESSING\n\n")
+        if self.first_token_latency_seconds:
+            await asyncio.sleep(self.first_token_latency_seconds)
+        pieces = _split(text, self.chunks)
+        stop_after = _stop_after(behaviour, len(pieces))
+        created = int(time.time())
+        for index, piece in enumerate(pieces[:stop_after]):
+            if index and self.chunk_delay_seconds:
+                await asyncio.sleep(self.chunk_delay_seconds)
+            await response.write(
+                _sse(_chunk(generation_id, created, model, {"content": piece}, None))
+            )
+            if isinstance(behaviour, _MalformedChunk) and index + 1 == behaviour.after_chunks:
+                await response.write(
+                    b'data: {"id": "' + generation_id.encode() + b'", "choices": [\n\n'
+                )
+        if isinstance(behaviour, _ResetMidStream):
+            _abort(request)
+            return response
+        if isinstance(behaviour, _ErrorMidStream):
+            await response.write(_sse(_error_chunk(generation_id, created, model, behaviour)))
+        if isinstance(behaviour, _ErrorMidStream | _EndEarly):
+            await response.write_eof()
+            return response
+        usage = self._usage(body, model, len(pieces))
+        await response.write(_sse(_chunk(generation_id, created, model, {}, "stop")))
+        await response.write(
+            _sse(_chunk(generation_id, created, model, {}, None, usage=usage, choices=False))
+        )
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    # --- helpers ---
+
+    def _record(self, request: web.Request, body: Any) -> None:
+        self.request_count += 1
+        if self.record_requests:
+            self.requests.append(
+                RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body)
+            )
+
+    def _check_auth(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("Authorization") == f"Bearer {self.api_key}":
+            return None
+        return web.json_response({"error": {"code": 401, "message": "User not found."}}, status=401)
+
+    def _next(self, route: str) -> _Behaviour | None:
+        queue = self._queues[route]
+        return queue.popleft() if queue else None
+
+    def _reply_for(self, body: dict[str, Any]) -> str:
+        return self.responder(body) if self.responder is not None else self.reply
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    def _usage(self, body: dict[str, Any], model: str, completion_tokens: int) -> dict[str, Any]:
+        text_chars, images = _measure(body.get("messages") or [])
+        prompt_tokens = max(1, text_chars // PROMPT_CHARS_PER_TOKEN) + images
+        pricing: dict[str, Any] = next((m["pricing"] for m in self.models if m["id"] == model), {})
+        cost = (
+            prompt_tokens * float(pricing.get("prompt", 0))
+            + completion_tokens * float(pricing.get("completion", 0))
+            + images * float(pricing.get("image", 0))
+        )
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "cost": round(cost, 12),
+            "is_byok": False,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+
+    def _completion(self, body: dict[str, Any], model: str, text: str) -> dict[str, Any]:
+        return {
+            "id": f"gen-{uuid.uuid4().hex[:20]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "provider": "Fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                    "native_finish_reason": "stop",
+                }
+            ],
+            "usage": self._usage(body, model, len(_split(text, self.chunks))),
+        }
+
+
+def _split(text: str, parts: int) -> list[str]:
+    """Split `text` into at most `parts` non-empty pieces at roughly equal lengths."""
+    if not text:
+        return []
+    parts = max(1, min(parts, len(text)))
+    size, extra = divmod(len(text), parts)
+    pieces, start = [], 0
+    for index in range(parts):
+        end = start + size + (1 if index < extra else 0)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def _stop_after(behaviour: _Behaviour | None, total: int) -> int:
+    if isinstance(behaviour, _ErrorMidStream | _ResetMidStream | _EndEarly):
+        return min(behaviour.after_chunks, total)
+    return total
+
+
+def _measure(messages: list[dict[str, Any]]) -> tuple[int, int]:
+    """Characters of text and number of images in chat messages."""
+    chars = images = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+            continue
+        for part in content or []:
+            if part.get("type") == "text":
+                chars += len(part.get("text", ""))
+            elif part.get("type") == "image_url":
+                images += 1
+    return chars, images
+
+
+def _chunk(
+    generation_id: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any],
+    finish_reason: str | None,
+    *,
+    usage: dict[str, Any] | None = None,
+    choices: bool = True,
+) -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "id": generation_id,
+        "provider": "Fake",
+        "model": model,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "choices": [],
+    }
+    if choices:
+        chunk["choices"] = [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", **delta},
+                "finish_reason": finish_reason,
+                "native_finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ]
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+def _error_chunk(
+    generation_id: str, created: int, model: str, behaviour: _ErrorMidStream
+) -> dict[str, Any]:
+    """OpenRouter's unified mid-stream error: top-level `error`, and a choice ending with "error"."""
+    return {
+        "id": generation_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "provider": "Fake",
+        "error": {"code": behaviour.code, "message": behaviour.message},
+        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+    }
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _error_response(fail: _Fail) -> web.Response:
+    headers: dict[str, str] = {}
+    if fail.retry_after is not None:
+        headers["Retry-After"] = f"{fail.retry_after:g}"
+    if fail.retry_after_ms is not None:
+        headers["retry-after-ms"] = str(fail.retry_after_ms)
+    error: dict[str, Any] = {"code": fail.status, "message": fail.message}
+    if fail.status == 403:
+        error["metadata"] = {"reasons": ["violence"], "flagged_input": "…", "provider_name": "Fake"}
+    return web.json_response({"error": error}, status=fail.status, headers=headers)
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
