@@ -212,7 +212,7 @@ class Conversations:
                 else:
                     end = event
         except ModelError as exc:
-            log.warning(
+            log.info(  # the client already logged the error itself; this ties it to the message
                 "model error for %s in %s: %s (%s)",
                 message.message_id,
                 message.key,
