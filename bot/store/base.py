@@ -40,3 +40,6 @@ class Store(Protocol):
 
     async def prune(self, older_than: float) -> int:
         """Delete turns created before `older_than` (unix seconds); return how many."""
+
+    async def forget_user(self, author_id: str) -> int:
+        """Delete every turn `author_id` wrote, in all conversations; return how many."""

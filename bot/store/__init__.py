@@ -1,0 +1,57 @@
+"""Open the memory store a URL names: SQLite (default), Redis (shared) or in-process memory."""
+
+from __future__ import annotations
+
+import importlib
+
+from bot.store.base import Store, StoreError
+from bot.store.memory import MemoryStore
+from bot.store.sqlite import SQLiteStore
+
+__all__ = ["MemoryStore", "SQLiteStore", "Store", "StoreError", "open_store", "sqlite_path"]
+
+_SCHEMES = "sqlite:///path/to/glimpse.db, redis://host:port/db or memory://"
+
+
+def open_store(url: str) -> Store:
+    """The store for `url`, not yet opened (await `store.open()`).
+
+    `sqlite:///relative.db` and `sqlite:////absolute/path.db` (everything after
+    `sqlite:///` is the path; parent directories are created on open),
+    `memory://` (a new in-process store), `redis://` or `rediss://`.
+    Raise ValueError for a URL of another kind, StoreError if the backend is missing.
+    """
+    scheme, separator, _ = url.partition("://")
+    scheme = scheme.lower()
+    if not separator:
+        raise ValueError(f"a store URL looks like {_SCHEMES}; got one without a scheme")
+    if scheme == "sqlite":
+        return SQLiteStore(sqlite_path(url))
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme in ("redis", "rediss"):
+        return _redis_store(url)
+    # The URL itself is not repeated: it may carry a password.
+    raise ValueError(f"unknown store URL scheme {scheme!r}: use {_SCHEMES}")
+
+
+def sqlite_path(url: str) -> str:
+    """The file a `sqlite:///…` URL names (three slashes, then the path: a fourth makes it absolute)."""
+    prefix = "sqlite:///"
+    if not url.lower().startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(
+            "a SQLite store URL is sqlite:///relative/path.db or sqlite:////absolute/path.db "
+            "(no host part)"
+        )
+    return url[len(prefix) :]
+
+
+def _redis_store(url: str) -> Store:
+    try:
+        module = importlib.import_module("bot.store.redis")
+    except ImportError as exc:
+        if exc.name in (None, "bot.store.redis"):
+            raise StoreError("the Redis store is not available in this version") from exc
+        raise StoreError(f"the Redis store cannot be loaded: {exc}") from exc
+    store: Store = module.RedisStore(url)
+    return store

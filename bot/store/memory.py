@@ -1,0 +1,103 @@
+"""An in-process memory store in plain dicts, for tests and benchmarks (lost when the process ends)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from bot.messages import ConversationKey
+from bot.store.base import StoreError
+from bot.store.codec import validate_turn
+from bot.turns import Turn
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """The Store contract in dicts; each method runs without awaiting, so it is atomic for asyncio.
+
+    Closing keeps the data (like a server that is unreachable for a while); while
+    closed, every operation raises StoreError.
+    """
+
+    def __init__(self, *, claim_sweep_seconds: float = 60.0) -> None:
+        self._turns: dict[ConversationKey, list[Turn]] = {}
+        self._claims: dict[str, float] = {}  # event id -> time.monotonic() when the claim expires
+        self._claim_sweep_seconds = claim_sweep_seconds
+        self._last_sweep = time.monotonic()
+        self._open = False
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._turns)} conversations)"
+
+    async def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    async def ping(self) -> None:
+        self._require_open()
+
+    async def load(self, key: ConversationKey, limit: int) -> list[Turn]:
+        self._require_open()
+        if limit <= 0:
+            return []
+        return list(self._turns.get(key, ())[-limit:])
+
+    async def append(self, key: ConversationKey, turns: Sequence[Turn]) -> None:
+        self._require_open()
+        turns = list(turns)
+        for turn in turns:
+            validate_turn(turn)
+        if turns:
+            self._turns.setdefault(key, []).extend(turns)
+
+    async def reset(self, key: ConversationKey) -> None:
+        self._require_open()
+        self._turns.pop(key, None)
+
+    async def claim(self, event_id: str, ttl_seconds: float) -> bool:
+        self._require_open()
+        now = time.monotonic()
+        self._sweep_claims(now)
+        expires_at = self._claims.get(event_id)
+        if expires_at is not None and expires_at > now:
+            return False
+        self._claims[event_id] = now + ttl_seconds
+        return True
+
+    async def prune(self, older_than: float) -> int:
+        self._require_open()
+        removed = self._remove_turns(lambda turn: turn.created_at < older_than)
+        self._sweep_claims(time.monotonic(), force=True)
+        return removed
+
+    async def forget_user(self, author_id: str) -> int:
+        self._require_open()
+        if not author_id:
+            raise ValueError(
+                "forget_user needs an author id (an empty one would match every bot turn)"
+            )
+        return self._remove_turns(lambda turn: turn.author_id == author_id)
+
+    def _require_open(self) -> None:
+        if not self._open:
+            raise StoreError("the in-memory store is closed")
+
+    def _remove_turns(self, doomed: Callable[[Turn], bool]) -> int:
+        removed = 0
+        for key, turns in list(self._turns.items()):
+            kept = [turn for turn in turns if not doomed(turn)]
+            removed += len(turns) - len(kept)
+            if kept:
+                self._turns[key] = kept
+            else:
+                del self._turns[key]
+        return removed
+
+    def _sweep_claims(self, now: float, *, force: bool = False) -> None:
+        if not force and now - self._last_sweep < self._claim_sweep_seconds:
+            return
+        self._last_sweep = now
+        self._claims = {event: expiry for event, expiry in self._claims.items() if expiry > now}

@@ -1,0 +1,267 @@
+"""The embedded memory store: one SQLite file (WAL) through one aiosqlite connection."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from bot.messages import ConversationKey
+from bot.store.base import StoreError
+from bot.store.codec import KEY_COLUMNS, TURN_COLUMNS, key_params, row_to_turn, turn_to_row
+from bot.turns import Turn
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION = 1
+
+# Statements that take the schema from version N-1 to N; `PRAGMA user_version` records N.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE turns (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            thread TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            text TEXT NOT NULL,
+            tokens INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            author_id TEXT NOT NULL DEFAULT '',
+            message_id TEXT NOT NULL DEFAULT '',
+            image BLOB,
+            image_mime TEXT,
+            image_width INTEGER,
+            image_height INTEGER,
+            image_label TEXT,
+            usage_model TEXT,
+            usage_prompt_tokens INTEGER,
+            usage_completion_tokens INTEGER,
+            usage_cost REAL
+        )""",
+        "CREATE INDEX turns_by_conversation ON turns (platform, workspace, channel, thread, id)",
+        "CREATE INDEX turns_by_created_at ON turns (created_at)",
+        "CREATE INDEX turns_by_author ON turns (author_id)",
+        "CREATE TABLE claims (event_id TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID",
+        "CREATE INDEX claims_by_expiry ON claims (expires_at)",
+    ),
+}
+
+_KEY_MATCH = " AND ".join(f"{column} = ?" for column in KEY_COLUMNS)
+_INSERT_TURN = (
+    f"INSERT INTO turns ({', '.join(KEY_COLUMNS + TURN_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in KEY_COLUMNS + TURN_COLUMNS)})"
+)
+_SELECT_NEWEST = (
+    f"SELECT {', '.join(TURN_COLUMNS)} FROM turns WHERE {_KEY_MATCH} ORDER BY id DESC LIMIT ?"
+)
+# Insert the claim, or take over one that has expired; changes() is 1 exactly when the claim is won.
+_CLAIM = (
+    "INSERT INTO claims (event_id, expires_at) VALUES (?, ?) "
+    "ON CONFLICT (event_id) DO UPDATE SET expires_at = excluded.expires_at "
+    "WHERE claims.expires_at <= ?"
+)
+_DELETE_EXPIRED_CLAIMS = "DELETE FROM claims WHERE expires_at <= ?"
+
+
+class SQLiteStore:
+    """Turns and claimed event ids in one SQLite file, safe for many asyncio tasks of one process.
+
+    Every operation runs under one asyncio.Lock, so a multi-statement transaction
+    never interleaves with another task's statements on the shared connection.
+    Other processes may open the same file (WAL lets them read while one writes).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        claim_sweep_seconds: float = 60.0,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self._busy_timeout_ms = max(0, int(busy_timeout * 1000))
+        self._claim_sweep_seconds = claim_sweep_seconds
+        self._last_sweep = time.time()
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        # True while a transaction may be open: a task cancelled twice may leave one behind.
+        self._maybe_in_transaction = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # --- lifecycle ---
+
+    async def open(self) -> None:
+        async with self._lock:
+            if self._db is not None:
+                return
+            self._make_parent_dir()
+            db = await self._connect()
+            try:
+                await self._configure(db)
+                await _migrate(db)
+            except BaseException as exc:
+                await _close_quietly(db)
+                if isinstance(exc, sqlite3.Error):
+                    raise _store_error("open the database", exc) from exc
+                raise
+            self._db = db
+
+    async def close(self) -> None:
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is None:
+                return
+            try:
+                await db.close()
+            except sqlite3.Error as exc:
+                raise _store_error("close the database", exc) from exc
+
+    async def ping(self) -> None:
+        async with self._using("answer a ping") as db:
+            await db.execute_fetchall("SELECT count(*) FROM sqlite_master")
+
+    # --- turns ---
+
+    async def load(self, key: ConversationKey, limit: int) -> list[Turn]:
+        async with self._using("load turns") as db:
+            if limit <= 0:
+                return []
+            rows = await db.execute_fetchall(_SELECT_NEWEST, (*key_params(key), limit))
+        return [row_to_turn(row) for row in reversed(list(rows))]
+
+    async def append(self, key: ConversationKey, turns: Sequence[Turn]) -> None:
+        rows = [turn_to_row(key, turn) for turn in turns]
+        if not rows:
+            return
+        async with self._transaction("store turns") as db:
+            await db.executemany(_INSERT_TURN, rows)
+
+    async def reset(self, key: ConversationKey) -> None:
+        async with self._using("forget the conversation") as db:
+            await db.execute(f"DELETE FROM turns WHERE {_KEY_MATCH}", key_params(key))
+
+    async def prune(self, older_than: float) -> int:
+        async with self._transaction("prune old turns") as db:
+            cursor = await db.execute("DELETE FROM turns WHERE created_at < ?", (older_than,))
+            await db.execute(_DELETE_EXPIRED_CLAIMS, (time.time(),))
+            return cursor.rowcount
+
+    async def forget_user(self, author_id: str) -> int:
+        if not author_id:
+            raise ValueError(
+                "forget_user needs an author id (an empty one would match every bot turn)"
+            )
+        async with self._using("forget the user") as db:
+            cursor = await db.execute("DELETE FROM turns WHERE author_id = ?", (author_id,))
+            return cursor.rowcount
+
+    # --- claims ---
+
+    async def claim(self, event_id: str, ttl_seconds: float) -> bool:
+        async with self._using("claim the event") as db:
+            now = time.time()
+            cursor = await db.execute(_CLAIM, (event_id, now + ttl_seconds, now))
+            won = cursor.rowcount == 1
+            if now - self._last_sweep >= self._claim_sweep_seconds:
+                self._last_sweep = now
+                await db.execute(_DELETE_EXPIRED_CLAIMS, (now,))
+            return won
+
+    # --- helpers ---
+
+    def _make_parent_dir(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"SQLite store cannot create the directory {self.path.parent}: {exc.strerror or exc}"
+            ) from exc
+
+    async def _connect(self) -> aiosqlite.Connection:
+        try:
+            # isolation_level=None: autocommit, transactions are explicit (BEGIN IMMEDIATE).
+            return await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _store_error(f"open {self.path}", exc) from exc
+
+    async def _configure(self, db: aiosqlite.Connection) -> None:
+        await db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        await db.execute_fetchall("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")
+
+    @asynccontextmanager
+    async def _using(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+        """The open connection, held by this task alone; sqlite errors become StoreError."""
+        async with self._lock:
+            if self._db is None:
+                raise StoreError("the SQLite store is closed")
+            try:
+                if self._maybe_in_transaction:
+                    await self._db.rollback()  # no-op unless a cancelled task left one open
+                    self._maybe_in_transaction = False
+                yield self._db
+            except sqlite3.Error as exc:
+                raise _store_error(action, exc) from exc
+
+    @asynccontextmanager
+    async def _transaction(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+        """Like `_using`, inside BEGIN IMMEDIATE … COMMIT; rolled back on any error or cancellation."""
+        async with self._using(action) as db:
+            self._maybe_in_transaction = True
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                yield db
+                await db.commit()
+            except BaseException:
+                await db.rollback()
+                self._maybe_in_transaction = False
+                raise
+            self._maybe_in_transaction = False
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION in one transaction (other processes may race us)."""
+    if await _user_version(db) == SCHEMA_VERSION:
+        return
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        version = await _user_version(db)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database schema is version {version}, newer than this Glimpse "
+                f"understands ({SCHEMA_VERSION}); upgrade Glimpse"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target]:
+                await db.execute(statement)
+        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+
+
+async def _user_version(db: aiosqlite.Connection) -> int:
+    rows = list(await db.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])
+
+
+async def _close_quietly(db: aiosqlite.Connection) -> None:
+    try:
+        await db.close()
+    except sqlite3.Error:
+        pass
+
+
+def _store_error(action: str, exc: sqlite3.Error) -> StoreError:
+    return StoreError(f"SQLite store could not {action}: {exc}")

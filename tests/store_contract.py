@@ -1,0 +1,253 @@
+"""The behaviour every memory store backend must show; a backend's test module subclasses StoreContract."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.messages import ConversationKey
+from bot.store import Store, StoreError
+from bot.turns import PreparedImage, Turn, Usage
+
+KEY = ConversationKey("discord", "guild-1", "channel-1", "thread-1")
+OTHER = ConversationKey("slack", "T1", "C1", "1718000000.000100")
+
+# Every byte value, so no backend can get away with treating the image as text.
+IMAGE_BYTES = bytes(range(256)) * 4 + b"\x00\xff\x00"
+UNICODE_TEXT = "Что на фото? 🐱‍👤👍🏽 — مرحبا بالعالم שלום 漢字 e\u0301 tab\tnewline\nnul\x00end"
+
+
+def turn(
+    text: str = "hello",
+    *,
+    role: str = "user",
+    created_at: float = 1_718_000_000.0,
+    author_id: str = "U1",
+    message_id: str = "",
+    tokens: int = 5,
+) -> Turn:
+    return Turn(
+        role=role,  # type: ignore[arg-type]
+        text=text,
+        tokens=tokens,
+        created_at=created_at,
+        author_id=author_id,
+        message_id=message_id,
+    )
+
+
+def numbered(count: int, *, start: int = 0) -> list[Turn]:
+    return [
+        turn(
+            f"turn {i}", role="user" if i % 2 == 0 else "assistant", created_at=1_718_000_000.0 + i
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def texts(turns: list[Turn]) -> list[str]:
+    return [t.text for t in turns]
+
+
+class StoreContract:
+    """Subclass with a `store` fixture yielding an opened backend; it is closed by the fixture."""
+
+    @pytest.fixture
+    async def store(self) -> AsyncIterator[Store]:
+        raise NotImplementedError("a backend's test class provides the `store` fixture")
+        yield  # pragma: no cover
+
+    # --- append and load ---
+
+    async def test_unknown_conversation_is_empty(self, store: Store) -> None:
+        assert await store.load(KEY, 10) == []
+
+    async def test_load_returns_turns_oldest_first(self, store: Store) -> None:
+        await store.append(KEY, numbered(2))
+        await store.append(KEY, numbered(3, start=2))
+        assert texts(await store.load(KEY, 10)) == [f"turn {i}" for i in range(5)]
+
+    async def test_load_limit_keeps_the_newest(self, store: Store) -> None:
+        await store.append(KEY, numbered(10))
+        assert texts(await store.load(KEY, 3)) == ["turn 7", "turn 8", "turn 9"]
+        assert texts(await store.load(KEY, 1)) == ["turn 9"]
+        assert len(await store.load(KEY, 100)) == 10
+
+    async def test_load_limit_zero_or_less_is_empty(self, store: Store) -> None:
+        await store.append(KEY, numbered(4))
+        assert await store.load(KEY, 0) == []
+        assert await store.load(KEY, -1) == []
+
+    async def test_append_nothing_is_a_no_op(self, store: Store) -> None:
+        await store.append(KEY, [])
+        assert await store.load(KEY, 10) == []
+
+    async def test_every_turn_field_round_trips(self, store: Store) -> None:
+        image = PreparedImage(IMAGE_BYTES, "image/png", 1120, 747, "grid of 1: ☕.png, 2: b.jpg")
+        usage = Usage("meta-llama/llama-3.2-90b-vision-instruct", 1234, 56, 0.001079123456789)
+        stored = [
+            Turn("user", UNICODE_TEXT, 42, 1_718_000_000.123456, "U-αβ", "m:1", image=image),
+            Turn("assistant", "", 0, 1_718_000_001.5, "", "m:2", usage=usage),
+            Turn("user", "plain", 7, 1_718_000_002.0),
+            Turn("assistant", "zero usage", 3, 1_718_000_003.0, usage=Usage("m")),
+        ]
+        await store.append(KEY, stored)
+        loaded = await store.load(KEY, 10)
+        assert loaded == stored
+        assert loaded[0].image is not None and loaded[0].image.data == IMAGE_BYTES
+        assert isinstance(loaded[1].usage.cost, float)  # type: ignore[union-attr]
+        assert type(loaded[2].tokens) is int and type(loaded[2].created_at) is float
+
+    # --- isolation ---
+
+    @pytest.mark.parametrize(
+        "other",
+        [
+            ConversationKey("slack", "guild-1", "channel-1", "thread-1"),
+            ConversationKey("discord", "guild-2", "channel-1", "thread-1"),
+            ConversationKey("discord", "guild-1", "channel-2", "thread-1"),
+            ConversationKey("discord", "guild-1", "channel-1", "thread-2"),
+            ConversationKey("discord", "guild-1", "channel-1", ""),
+        ],
+        ids=["platform", "workspace", "channel", "thread", "empty-thread"],
+    )
+    async def test_keys_differing_in_one_part_are_separate(
+        self, store: Store, other: ConversationKey
+    ) -> None:
+        await store.append(KEY, [turn("mine")])
+        await store.append(other, [turn("theirs")])
+        assert texts(await store.load(KEY, 10)) == ["mine"]
+        assert texts(await store.load(other, 10)) == ["theirs"]
+
+    async def test_keys_with_colons_do_not_collide(self, store: Store) -> None:
+        # All three print as "a:b:c:d:e"; a backend joining the parts with ':' would mix them up.
+        keys = [
+            ConversationKey("a:b", "c", "d", "e"),
+            ConversationKey("a", "b:c", "d", "e"),
+            ConversationKey("a", "b", "c", "d:e"),
+        ]
+        for i, key in enumerate(keys):
+            await store.append(key, [turn(f"key {i}")])
+        for i, key in enumerate(keys):
+            assert texts(await store.load(key, 10)) == [f"key {i}"]
+
+    async def test_reset_forgets_only_that_conversation(self, store: Store) -> None:
+        await store.append(KEY, numbered(3))
+        await store.append(OTHER, numbered(2))
+        await store.reset(KEY)
+        assert await store.load(KEY, 10) == []
+        assert texts(await store.load(OTHER, 10)) == ["turn 0", "turn 1"]
+        await store.append(KEY, [turn("fresh start")])
+        assert texts(await store.load(KEY, 10)) == ["fresh start"]
+
+    async def test_reset_of_unknown_conversation_is_harmless(self, store: Store) -> None:
+        await store.reset(KEY)
+        assert await store.load(KEY, 10) == []
+
+    # --- claims ---
+
+    async def test_claim_is_true_once(self, store: Store) -> None:
+        assert await store.claim("slack:Ev1", 60) is True
+        assert await store.claim("slack:Ev1", 60) is False
+        assert await store.claim("slack:Ev1", 60) is False
+        assert await store.claim("slack:Ev2", 60) is True
+
+    async def test_claim_can_be_taken_again_after_its_ttl(self, store: Store) -> None:
+        assert await store.claim("ev", 0.2) is True
+        assert await store.claim("ev", 0.2) is False
+        await asyncio.sleep(0.25)
+        assert await store.claim("ev", 60) is True
+        assert await store.claim("ev", 60) is False
+
+    async def test_concurrent_claims_of_one_id_have_one_winner(self, store: Store) -> None:
+        results = await asyncio.gather(*(store.claim("discord:123", 60) for _ in range(50)))
+        assert results.count(True) == 1
+        assert results.count(False) == 49
+
+    # --- prune and forget ---
+
+    async def test_prune_removes_only_turns_older_than_the_cutoff(self, store: Store) -> None:
+        await store.append(KEY, [turn("old", created_at=1000), turn("edge", created_at=2000)])
+        await store.append(OTHER, [turn("older", created_at=500), turn("new", created_at=3000)])
+        assert await store.prune(2000) == 2
+        assert texts(await store.load(KEY, 10)) == ["edge"]
+        assert texts(await store.load(OTHER, 10)) == ["new"]
+        assert await store.prune(2000) == 0
+
+    async def test_prune_keeps_live_claims(self, store: Store) -> None:
+        assert await store.claim("ev", 60) is True
+        await store.prune(1e12)
+        assert await store.claim("ev", 60) is False
+
+    async def test_forget_user_deletes_their_turns_everywhere(self, store: Store) -> None:
+        await store.append(
+            KEY, [turn("a", author_id="U1"), turn("b", role="assistant", author_id="")]
+        )
+        await store.append(OTHER, [turn("c", author_id="U2"), turn("d", author_id="U1")])
+        assert await store.forget_user("U1") == 2
+        assert texts(await store.load(KEY, 10)) == ["b"]
+        assert texts(await store.load(OTHER, 10)) == ["c"]
+        assert await store.forget_user("U1") == 0
+
+    async def test_forget_user_refuses_an_empty_id(self, store: Store) -> None:
+        await store.append(KEY, [turn("bot", role="assistant", author_id="")])
+        with pytest.raises(ValueError):
+            await store.forget_user("")
+        assert texts(await store.load(KEY, 10)) == ["bot"]
+
+    # --- atomicity and concurrency ---
+
+    async def test_append_with_an_invalid_turn_stores_nothing(self, store: Store) -> None:
+        await store.append(KEY, [turn("before")])
+        with pytest.raises(ValueError):
+            await store.append(KEY, [turn("first of the pair"), turn("bad role", role="system")])
+        assert texts(await store.load(KEY, 10)) == ["before"]
+
+    async def test_concurrent_appends_are_all_stored_unmixed(self, store: Store) -> None:
+        async def exchange(i: int) -> None:
+            await store.append(KEY, [turn(f"q{i}"), turn(f"a{i}", role="assistant")])
+
+        await asyncio.gather(*(exchange(i) for i in range(100)))
+        stored = texts(await store.load(KEY, 1000))
+        assert len(stored) == 200
+        pairs = list(zip(stored[::2], stored[1::2], strict=True))
+        assert all(q[1:] == a[1:] and q[0] == "q" and a[0] == "a" for q, a in pairs)
+        assert sorted(q for q, _ in pairs) == sorted(f"q{i}" for i in range(100))
+
+    async def test_concurrent_loads_and_appends_never_see_half_an_exchange(
+        self, store: Store
+    ) -> None:
+        async def exchange(i: int) -> None:
+            await store.append(KEY, [turn(f"q{i}"), turn(f"a{i}", role="assistant")])
+
+        async def reader() -> list[int]:
+            return [len(await store.load(KEY, 1000)) for _ in range(20)]
+
+        reading = asyncio.create_task(reader())
+        await asyncio.gather(*(exchange(i) for i in range(30)))
+        counts = await reading
+        assert all(count % 2 == 0 for count in counts)
+
+    # --- lifecycle ---
+
+    async def test_ping_on_an_open_store(self, store: Store) -> None:
+        await store.ping()
+
+    async def test_open_again_is_harmless(self, store: Store) -> None:
+        await store.append(KEY, [turn("kept")])
+        await store.open()
+        assert texts(await store.load(KEY, 10)) == ["kept"]
+
+    async def test_a_closed_store_raises_store_error(self, store: Store) -> None:
+        await store.close()
+        await store.close()  # closing twice is harmless
+        with pytest.raises(StoreError):
+            await store.ping()
+        with pytest.raises(StoreError):
+            await store.load(KEY, 10)
+        with pytest.raises(StoreError):
+            await store.append(KEY, [turn()])
+        with pytest.raises(StoreError):
+            await store.claim("ev", 60)

@@ -1,0 +1,317 @@
+"""The SQLite store: the store contract, plus restarts, other processes, WAL, locks and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.store import SQLiteStore, StoreError, open_store, sqlite_path
+from bot.store import codec as store_codec
+from bot.store.sqlite import SCHEMA_VERSION
+from tests.store_contract import KEY, OTHER, StoreContract, numbered, texts, turn
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class TestSQLiteStoreContract(StoreContract):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+        store = SQLiteStore(tmp_path / "glimpse.db")
+        await store.open()
+        yield store
+        await store.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "glimpse.db"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(db_path, busy_timeout=0.05)
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def raw(db_path: Path, store: SQLiteStore) -> Iterator[sqlite3.Connection]:
+    """A second, plain sqlite3 connection to the store's file (autocommit)."""
+    conn = sqlite3.connect(db_path, isolation_level=None, timeout=0.05)
+    yield conn
+    conn.close()
+
+
+def count(conn: sqlite3.Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+# --- files, restarts, other processes ---
+
+
+async def test_open_creates_parent_directories(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "glimpse.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    assert path.is_file()
+
+
+async def test_memory_survives_a_restart(db_path: Path, store: SQLiteStore) -> None:
+    await store.append(KEY, numbered(3))
+    assert await store.claim("ev", 60) is True
+    await store.close()
+
+    again = SQLiteStore(db_path)
+    await again.open()
+    try:
+        assert texts(await again.load(KEY, 10)) == ["turn 0", "turn 1", "turn 2"]
+        assert await again.claim("ev", 60) is False
+    finally:
+        await again.close()
+
+
+CHILD = """
+import asyncio, json, sys
+from bot.messages import ConversationKey
+from bot.store import open_store
+from bot.turns import Turn
+
+async def main():
+    store = open_store(sys.argv[1])
+    await store.open()
+    key = ConversationKey(*sys.argv[2:6])
+    seen = [t.text for t in await store.load(key, 10)]
+    await store.append(key, [Turn("assistant", "from the child", 3, 1718000100.0)])
+    won = await store.claim("child-event", 60)
+    await store.close()
+    print(json.dumps({"seen": seen, "won": won}))
+
+asyncio.run(main())
+"""
+
+
+async def test_another_process_shares_the_file(db_path: Path, store: SQLiteStore) -> None:
+    await store.append(KEY, [turn("from the parent")])
+    assert await store.claim("child-event", 60) is True
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        f"sqlite:///{db_path}",
+        *str(KEY).split(":"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out) == {"seen": ["from the parent"], "won": False}
+    assert texts(await store.load(KEY, 10)) == ["from the parent", "from the child"]
+
+
+# --- schema and settings ---
+
+
+async def test_wal_journal_and_schema_version(raw: sqlite3.Connection) -> None:
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+
+
+async def test_connection_settings(store: SQLiteStore) -> None:
+    db = store._db
+    assert db is not None
+    assert list(await db.execute_fetchall("PRAGMA synchronous")) == [(1,)]  # NORMAL
+    assert list(await db.execute_fetchall("PRAGMA busy_timeout")) == [(50,)]
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    store = SQLiteStore(path)
+    with pytest.raises(StoreError, match="version 99"):
+        await store.open()
+    with pytest.raises(StoreError, match="closed"):
+        await store.ping()
+
+
+async def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="not a database"):
+        await SQLiteStore(path).open()
+
+
+async def test_a_path_under_a_file_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="cannot create the directory"):
+        await SQLiteStore(tmp_path / "file" / "glimpse.db").open()
+
+
+# --- locks and failures ---
+
+
+async def test_a_locked_database_is_a_store_error_until_released(
+    store: SQLiteStore, raw: sqlite3.Connection
+) -> None:
+    await store.append(KEY, [turn("before the lock")])
+    raw.execute("BEGIN EXCLUSIVE")
+    raw.execute("INSERT INTO claims VALUES ('held', 1e12)")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            await store.append(KEY, [turn("while locked")])
+        with pytest.raises(StoreError, match="locked"):
+            await store.claim("ev", 60)
+        assert texts(await store.load(KEY, 10)) == ["before the lock"]  # WAL: reads go on
+    finally:
+        raw.execute("ROLLBACK")
+    await store.append(KEY, [turn("after the lock")])
+    assert await store.claim("ev", 60) is True
+    assert texts(await store.load(KEY, 10)) == ["before the lock", "after the lock"]
+
+
+async def test_a_failure_mid_append_rolls_back(store: SQLiteStore, raw: sqlite3.Connection) -> None:
+    # The second INSERT fails inside SQLite, after the first one succeeded.
+    raw.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON turns WHEN NEW.text = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END"
+    )
+    with pytest.raises(StoreError, match="simulated"):
+        await store.append(KEY, [turn("first"), turn("boom"), turn("third")])
+    assert await store.load(KEY, 10) == []
+    assert count(raw, "turns") == 0
+    await store.append(KEY, [turn("later")])
+    assert texts(await store.load(KEY, 10)) == ["later"]
+
+
+async def test_a_codec_failure_on_the_second_turn_stores_nothing(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = store_codec.turn_to_row
+    calls = []
+
+    def flaky(key, t):  # type: ignore[no-untyped-def]
+        calls.append(t)
+        if len(calls) == 2:
+            raise ValueError("cannot encode")
+        return real(key, t)
+
+    monkeypatch.setattr("bot.store.sqlite.turn_to_row", flaky)
+    with pytest.raises(ValueError, match="cannot encode"):
+        await store.append(KEY, [turn("first"), turn("second")])
+    monkeypatch.undo()
+    assert await store.load(KEY, 10) == []
+    await store.append(KEY, [turn("later")])
+    assert texts(await store.load(KEY, 10)) == ["later"]
+
+
+async def test_a_cancelled_append_leaves_no_transaction_behind(
+    store: SQLiteStore, raw: sqlite3.Connection
+) -> None:
+    task = asyncio.create_task(store.append(KEY, numbered(500)))
+    await asyncio.sleep(0)  # the task takes the lock and waits for BEGIN IMMEDIATE
+    assert store._lock.locked()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await store.load(KEY, 1000) == []
+    await store.append(OTHER, [turn("next")])  # no "transaction within a transaction"
+    assert count(raw, "turns") == 1
+
+
+async def test_an_interrupted_rollback_is_finished_by_the_next_operation(
+    store: SQLiteStore, raw: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON turns WHEN NEW.text = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'simulated'); END"
+    )
+
+    async def cancelled_again() -> None:
+        raise asyncio.CancelledError
+
+    assert store._db is not None
+    monkeypatch.setattr(
+        store._db, "rollback", cancelled_again
+    )  # as if cancelled while rolling back
+    with pytest.raises(asyncio.CancelledError):
+        await store.append(KEY, [turn("first"), turn("boom")])
+    monkeypatch.undo()
+    await store.append(KEY, [turn("later")])
+    assert texts(await store.load(KEY, 10)) == ["later"]
+
+
+async def test_expired_claims_are_swept(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "g.db", claim_sweep_seconds=0)
+    await store.open()
+    try:
+        for i in range(20):
+            await store.claim(f"ev{i}", 0.01)
+        await asyncio.sleep(0.03)
+        await store.claim("last", 60)
+        conn = sqlite3.connect(tmp_path / "g.db")
+        assert [r[0] for r in conn.execute("SELECT event_id FROM claims")] == ["last"]
+        conn.close()
+    finally:
+        await store.close()
+
+
+async def test_prune_drops_expired_claims(store: SQLiteStore, raw: sqlite3.Connection) -> None:
+    await store.claim("short", 0.01)
+    await store.claim("long", 60)
+    await asyncio.sleep(0.03)
+    await store.prune(0)
+    assert [r[0] for r in raw.execute("SELECT event_id FROM claims")] == ["long"]
+
+
+async def test_ping_on_a_closed_store(store: SQLiteStore) -> None:
+    await store.ping()
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.ping()
+    await store.open()  # and it can be opened again
+    await store.ping()
+
+
+# --- URLs ---
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///glimpse.db", "glimpse.db"),
+        ("sqlite:///data/glimpse.db", "data/glimpse.db"),
+        ("sqlite:////var/lib/glimpse/glimpse.db", "/var/lib/glimpse/glimpse.db"),
+        ("SQLite:////tmp/x.db", "/tmp/x.db"),
+    ],
+)
+def test_sqlite_urls(url: str, path: str) -> None:
+    assert sqlite_path(url) == path
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite://host/glimpse.db"])
+def test_bad_sqlite_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="sqlite:///"):
+        open_store(url)
+
+
+async def test_open_store_sqlite_url_with_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:///nested/dir/glimpse.db")
+    await store.open()
+    await store.append(KEY, [turn("here")])
+    await store.close()
+    assert (tmp_path / "nested" / "dir" / "glimpse.db").is_file()
