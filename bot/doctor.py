@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.config import Secrets, Settings
 from bot.openrouter import ModelError, OpenRouterClient
@@ -129,6 +130,14 @@ async def _key_check(client: OpenRouterClient) -> Check:
     return Check(True, "key", f"valid ({label}{spent}{cap})")
 
 
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":[redacted]@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def _store_check(settings: Settings) -> Check:
     url = settings.resolved_store_url()
     try:
@@ -142,10 +151,10 @@ async def _store_check(settings: Settings) -> Check:
         return Check(
             False,
             "store",
-            f"{url}: {exc}",
+            f"{_without_password(url)}: {exc}",
             "set GLIMPSE_STORE_URL to a writable sqlite:/// path or a reachable redis://",
         )
-    return Check(True, "store", url)
+    return Check(True, "store", _without_password(url))
 
 
 def _platform_checks(settings: Settings, secrets: Secrets) -> list[Check]:
