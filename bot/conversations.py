@@ -239,6 +239,21 @@ class Conversations:
         )
         await sink.finish(final)
         await self._remember(message.key, [*new_turns, self._assistant_turn(answer, usage)], sink)
+        log.info(
+            "answered %s in %s: %d/%d prompt tokens counted/billed, %d completion, $%.6f, %d images, "
+            "%d older turns kept (%d dropped), first token %.2f s, total %.2f s",
+            message.message_id,
+            message.key,
+            request.prompt_tokens,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            usage.cost if usage else 0.0,
+            len(request.images),
+            request.history_turns,
+            request.history_dropped,
+            first_token or 0.0,
+            time.perf_counter() - started,
+        )
         return Outcome(
             Status.ANSWERED, final, usage=usage, request=request, first_token_seconds=first_token
         )

@@ -397,3 +397,39 @@ async def test_a_sink_that_breaks_does_not_crash_the_service(service: Conversati
     outcome = await service.handle(_message("hi"), Exploding())
     assert outcome.status is Status.FAILED
     assert (await service.handle(_message("again"), RecordingSink())).status is Status.ANSWERED
+
+
+async def test_turns_older_than_the_retention_are_pruned(fake: FakeOpenRouter, tmp_path: Path) -> None:
+    import time as clock
+
+    from bot.store import open_store
+    from bot.turns import Turn
+
+    settings = _settings(fake, tmp_path, retention_days=1)
+    store = open_store(settings.resolved_store_url())
+    await store.open()
+    key = _message("x").key
+    old = Turn(role="user", text="ancient", tokens=5, created_at=clock.time() - 3 * 86400)
+    recent = Turn(role="user", text="fresh", tokens=5, created_at=clock.time())
+    await store.append(key, [old, recent])
+    await store.close()
+
+    service = build_conversations(settings, _secrets())
+    await service.start()
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            await service.handle(_message("now?", message_id=None), RecordingSink())
+            if "ancient" not in str(fake.chat_requests[-1].body["messages"]):
+                break
+        messages = str(fake.chat_requests[-1].body["messages"])
+    finally:
+        await service.close()
+    assert "ancient" not in messages and "fresh" in messages
+
+
+async def test_each_answer_is_logged_with_its_usage(service: Conversations, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="glimpse.conversations")
+    await service.handle(_message("hi"), RecordingSink())
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("answered"))
+    assert "prompt tokens" in line and "$0.0000" in line
