@@ -1,0 +1,194 @@
+"""The Slack adapter: a Bolt app reached by Socket Mode or HTTP, answering through the core."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+from pydantic import SecretStr
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack_listeners import SlackListeners
+from adapters.slack_sink import slack_error
+from bot.config import ConfigError, Secrets, Settings
+from bot.conversations import Conversations
+
+__all__ = ["EVENTS_PATH", "SlackAdapter", "api_base_url", "run_slack"]
+
+log = logging.getLogger("glimpse.slack")
+
+EVENTS_PATH = "/slack/events"
+DEFAULT_API_URL = "https://slack.com/api/"
+RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
+DRAIN_TIMEOUT_SECONDS = 30.0  # answers in flight at shutdown get this long to finish
+APP_TOKEN_HELP = "an app-level token (xapp-…) with connections:write, or run with --http"
+
+
+class SlackAdapter:
+    """One workspace's Bolt app: the Web API client, the listeners, and the two ways in."""
+
+    def __init__(
+        self, conversations: Conversations, settings: Settings, secrets: Secrets, *, http: bool
+    ) -> None:
+        token = _required(
+            secrets.slack_bot_token, "SLACK_BOT_TOKEN", "the Bot User OAuth Token (xoxb-…)"
+        )
+        signing_secret = _optional(secrets.slack_signing_secret)
+        if http and not signing_secret:
+            raise ConfigError(
+                "SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify requests from Slack"
+            )
+        app_token = (
+            "" if http else _required(secrets.slack_app_token, "SLACK_APP_TOKEN", APP_TOKEN_HELP)
+        )
+        self._app_token = app_token
+        self._session = aiohttp.ClientSession()
+        self.client = AsyncWebClient(
+            token=token,
+            base_url=api_base_url(secrets.slack_api_url),
+            session=self._session,
+            logger=log,
+        )
+        self.client.retry_handlers.append(
+            AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)
+        )
+        # process_before_response: listeners only ack and start a task, so Slack still hears back at
+        # once, and the HTTP response never races the listener (Bolt's lazy listeners are untracked).
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=signing_secret,
+            process_before_response=True,
+            name="glimpse",
+            logger=_bolt_logger(),
+        )
+        self.listeners = SlackListeners(
+            conversations, settings.slack, client=self.client, bot_token=token
+        )
+        self.listeners.register(self.app)
+        self._runner: web.AppRunner | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+
+    async def check_auth(self) -> None:
+        """Fail fast with a clear message when Slack refuses the token or cannot be reached."""
+        try:
+            auth = await self.client.auth_test()
+        except SlackApiError as exc:
+            raise ConfigError(f"Slack refused SLACK_BOT_TOKEN ({slack_error(exc)})") from None
+        except aiohttp.ClientError as exc:
+            raise ConfigError(f"cannot reach Slack at {self.client.base_url}: {exc}") from None
+        self.listeners.bot_name = str(auth.get("user") or self.listeners.bot_name)
+        team = auth.get("team") or auth.get("team_id")
+        log.info("slack: signed in to %s as @%s", team, self.listeners.bot_name)
+
+    # --- HTTP: Bolt's aiohttp adapter behind our own server ---
+
+    def web_app(self) -> web.Application:
+        """POST /slack/events for events and commands; Bolt answers 401 to bad or stale signatures."""
+        app = web.Application()
+        app.router.add_post(EVENTS_PATH, self._http)
+        return app
+
+    async def serve_http(self, host: str, port: int) -> int:
+        """Start listening; the bound port (useful with port 0)."""
+        self._runner = web.AppRunner(self.web_app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound = int(self._runner.addresses[0][1])
+        log.info("slack: receiving events over HTTP on %s:%d%s", host, bound, EVENTS_PATH)
+        return bound
+
+    async def _http(self, request: web.Request) -> web.Response:
+        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    # --- Socket Mode ---
+
+    def socket_mode_handler(self) -> AsyncSocketModeHandler:
+        """The Socket Mode connection, using the same Web API client (and so SLACK_API_URL)."""
+        if self._socket is None:
+            if not self._app_token:
+                raise ConfigError(f"SLACK_APP_TOKEN is not set: export {APP_TOKEN_HELP}")
+            self._socket = AsyncSocketModeHandler(self.app, self._app_token, web_client=self.client)
+        return self._socket
+
+    async def connect_socket_mode(self) -> None:
+        await self.socket_mode_handler().connect_async()
+        log.info("slack: connected in Socket Mode")
+
+    # --- the end ---
+
+    async def drain(self) -> None:
+        """Wait until every answer in flight is done."""
+        await self.listeners.drain()
+
+    async def close(self) -> None:
+        """Stop taking requests, give answers in flight time to finish, release connections."""
+        if self._socket is not None:
+            await self._socket.close_async()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.listeners.drain(DRAIN_TIMEOUT_SECONDS)
+        await self._session.close()
+
+
+async def run_slack(
+    conversations: Conversations,
+    settings: Settings,
+    secrets: Secrets,
+    *,
+    http: bool = False,
+    port: int = 3000,
+    host: str = "0.0.0.0",
+) -> None:
+    """Run until cancelled: Socket Mode, or the Events API over HTTP with `http=True`.
+
+    `glimpse run --platform slack [--http --port 3000]` calls it as::
+
+        await run_slack(conversations, settings, secrets, http=True, port=3000)
+    """
+    adapter = SlackAdapter(conversations, settings, secrets, http=http)
+    try:
+        await adapter.check_auth()
+        if http:
+            await adapter.serve_http(host, port)
+        else:
+            await adapter.connect_socket_mode()
+        await asyncio.Event().wait()
+    finally:
+        await adapter.close()
+
+
+def api_base_url(override: str) -> str:
+    """SLACK_API_URL or Slack's own; slack_sdk joins method names onto it, so it ends with "/"."""
+    base = override.strip() or DEFAULT_API_URL
+    return base if base.endswith("/") else base + "/"
+
+
+def _bolt_logger() -> logging.Logger:
+    """Bolt's logger, minus its warning that SLACK_BOT_TOKEN (read from the environment) yields to `client`."""
+    logger = logging.getLogger("glimpse.slack.bolt")
+    if _not_token_skipped not in logger.filters:
+        logger.addFilter(_not_token_skipped)
+    return logger
+
+
+def _not_token_skipped(record: logging.LogRecord) -> bool:
+    return "`token` will be unused" not in record.getMessage()
+
+
+def _optional(secret: SecretStr | None) -> str:
+    return secret.get_secret_value().strip() if secret is not None else ""
+
+
+def _required(secret: SecretStr | None, name: str, what: str) -> str:
+    value = _optional(secret)
+    if not value:
+        raise ConfigError(f"{name} is not set: export {what} (see docs/slack.md)")
+    return value

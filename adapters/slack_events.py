@@ -1,0 +1,151 @@
+"""Slack payloads (events, slash commands, files) translated into the core's IncomingMessage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from adapters.slack_format import from_slack
+from bot.messages import ConversationKey, ImageRef, IncomingMessage
+
+__all__ = [
+    "HANDLED_SUBTYPES",
+    "PLATFORM",
+    "conversation_key",
+    "from_command",
+    "from_event",
+    "ignore_reason",
+    "is_direct",
+    "latest_images",
+    "mentions",
+    "message_id",
+    "thread_of",
+]
+
+PLATFORM = "slack"
+# Plain messages, messages with files, and thread replies also sent to the channel.
+HANDLED_SUBTYPES = frozenset({"", "file_share", "thread_broadcast"})
+
+Event = Mapping[str, Any]
+
+
+def conversation_key(team_id: str, channel: str, thread_ts: str) -> ConversationKey:
+    """One conversation per thread: the thread's root ts (a top-level message starts its own thread)."""
+    return ConversationKey(platform=PLATFORM, workspace=team_id, channel=channel, thread=thread_ts)
+
+
+def message_id(channel: str, ts: str) -> str:
+    """A message's identity across event types and retries: ts is unique within its channel."""
+    return f"{channel}:{ts}"
+
+
+def thread_of(event: Event) -> str:
+    return str(event.get("thread_ts") or event["ts"])
+
+
+def is_direct(event: Event) -> bool:
+    return event.get("channel_type") == "im" or str(event.get("channel", "")).startswith("D")
+
+
+def mentions(event: Event, bot_user_id: str | None) -> bool:
+    return bool(bot_user_id) and f"<@{bot_user_id}" in str(event.get("text") or "")
+
+
+def ignore_reason(event: Event) -> str | None:
+    """Why a message event is not a person talking (edit, deletion, join, bot); None if it is."""
+    subtype = str(event.get("subtype") or "")
+    if subtype not in HANDLED_SUBTYPES:
+        return f"subtype {subtype}"
+    if event.get("bot_id") or event.get("bot_profile"):
+        return "a bot's message"
+    if not event.get("user") or not event.get("ts") or not event.get("channel"):
+        return "no user, ts or channel"
+    if event.get("hidden"):
+        return "hidden"
+    return None
+
+
+def from_event(
+    event: Event, *, team_id: str, bot_user_id: str | None, bot_token: str
+) -> IncomingMessage:
+    """A mention, thread follow-up or DM as the core sees it."""
+    channel, ts = str(event["channel"]), str(event["ts"])
+    images, others = _files(event.get("files") or (), bot_token)
+    return IncomingMessage(
+        key=conversation_key(team_id, channel, thread_of(event)),
+        message_id=message_id(channel, ts),
+        author_id=str(event["user"]),
+        text=from_slack(str(event.get("text") or ""), bot_user_id=bot_user_id),
+        images=images,
+        other_files=others,
+        parent_channel=channel,
+        is_direct=is_direct(event),
+    )
+
+
+def from_command(
+    command: Mapping[str, Any],
+    *,
+    question_ts: str,
+    text: str,
+    files: Sequence[Mapping[str, Any]] = (),
+    bot_token: str = "",
+) -> IncomingMessage:
+    """An `/ask` question, answered in the thread of the message the bot posted for it (`question_ts`).
+
+    `files` are the asker's own recent uploads here: slash commands cannot carry files themselves.
+    """
+    channel = str(command["channel_id"])
+    images, others = _files(files, bot_token)
+    return IncomingMessage(
+        key=conversation_key(str(command["team_id"]), channel, question_ts),
+        message_id=message_id(channel, question_ts),
+        author_id=str(command["user_id"]),
+        author_name=str(command.get("user_name") or ""),
+        text=text,
+        images=images,
+        other_files=others,
+        parent_channel=channel,
+        is_direct=channel.startswith("D") or command.get("channel_name") == "directmessage",
+    )
+
+
+def latest_images(messages: Sequence[Mapping[str, Any]], user: str) -> list[Mapping[str, Any]]:
+    """The image files of `user`'s newest top-level message that has any (history comes newest first)."""
+    for message in messages:
+        if message.get("user") != user or ignore_reason({**message, "channel": "-"}) is not None:
+            continue
+        if message.get("thread_ts") not in (None, message.get("ts")):
+            continue
+        images = [
+            f
+            for f in message.get("files") or ()
+            if str(f.get("mimetype") or "").startswith("image/")
+        ]
+        if images:
+            return images
+    return []
+
+
+def _files(
+    files: Sequence[Mapping[str, Any]], bot_token: str
+) -> tuple[tuple[ImageRef, ...], tuple[str, ...]]:
+    """Images to fetch with the bot token (Slack's file host needs it); names of everything else."""
+    images: list[ImageRef] = []
+    others: list[str] = []
+    for file in files:
+        name = str(file.get("name") or file.get("title") or file.get("id") or "file")
+        url = file.get("url_private_download") or file.get("url_private")
+        if str(file.get("mimetype") or "").startswith("image/") and url:
+            images.append(
+                ImageRef(
+                    filename=name,
+                    url=str(url),
+                    mime_type=str(file["mimetype"]),
+                    size=int(file["size"]) if file.get("size") is not None else None,
+                    headers={"Authorization": f"Bearer {bot_token}"},
+                )
+            )
+        else:
+            others.append(name)
+    return tuple(images), tuple(others)

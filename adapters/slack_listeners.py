@@ -1,0 +1,306 @@
+"""Bolt listeners for Glimpse: ack Slack at once, then answer in a tracked task through the core."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack_events import (
+    conversation_key,
+    from_command,
+    from_event,
+    ignore_reason,
+    is_direct,
+    latest_images,
+    mentions,
+    thread_of,
+)
+from adapters.slack_format import from_slack, is_reset
+from adapters.slack_sink import (
+    SlackNativeSink,
+    SlackReplySink,
+    SlackThread,
+    SlackUnavailable,
+    question_text,
+    slack_error,
+)
+from bot.config import SlackSettings
+from bot.conversations import Conversations, Status
+from bot.messages import ConversationKey, IncomingMessage, ReplySink
+
+__all__ = ["SlackListeners"]
+
+log = logging.getLogger("glimpse.slack")
+
+REMEMBERED_THREADS = 10_000  # (team, channel, user) -> latest conversation, for `/reset`
+REMEMBERED_RESETS = 1_000
+UPLOAD_LOOKBACK_SECONDS = 10 * 60  # `/ask` reads the asker's images posted this recently
+HISTORY_MESSAGES = 50
+USAGE = (
+    "Ask me anything: `{command} what does this error mean?` I answer in a thread; reply there "
+    "to follow up. To ask about a picture, upload it here first (or upload it in a message that "
+    "@mentions me). `{command} reset` forgets our latest conversation here."
+)
+RESET_DONE = "Done: I've forgotten this conversation. Mention me to start a new one."
+RESET_RECENT_DONE = "Done: I've forgotten our latest conversation in this channel."
+RESET_WHERE = (
+    "I don't remember a recent conversation of ours here. To make me forget a thread, write "
+    "`reset` in it (mention me if I haven't answered there): Slack doesn't tell apps which thread "
+    "a slash command was typed in."
+)
+RESET_FAILED = "I couldn't reach my memory to forget that. Please try again in a minute."
+CANNOT_POST = (
+    "I can't post in this conversation. In a channel, add me first (`/invite @{name}`); "
+    "elsewhere, send me a direct message instead."
+)
+
+Work = Coroutine[Any, Any, None]
+
+
+class SlackListeners:
+    """The `/ask` and reset commands, mentions, thread follow-ups and DMs, registered on a Bolt app.
+
+    Each listener only acks and starts a task; `drain()` waits for the tasks (tests, shutdown).
+    """
+
+    def __init__(
+        self,
+        conversations: Conversations,
+        settings: SlackSettings,
+        *,
+        client: AsyncWebClient,
+        bot_token: str,
+    ) -> None:
+        self._conversations = conversations
+        self._settings = settings
+        self._client = client
+        self._token = bot_token
+        self.bot_name = "glimpse"
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._recent: OrderedDict[tuple[str, str, str], ConversationKey] = OrderedDict()
+        self._resets: OrderedDict[str, None] = OrderedDict()
+
+    def register(self, app: AsyncApp) -> None:
+        app.command(_slash(self._settings.command))(self._on_ask)
+        if self._settings.reset_command:
+            app.command(_slash(self._settings.reset_command))(self._on_reset_command)
+        app.event("app_mention")(self._on_mention)
+        app.event("message")(self._on_message)
+
+    async def drain(self, timeout_seconds: float | None = None) -> None:
+        """Wait for the answers in flight: all of them, or until the timeout, then cancel the rest."""
+        while self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_seconds)
+            if pending and timeout_seconds is not None:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                return
+
+    # --- listeners: ack, then a task ---
+
+    async def _on_ask(
+        self,
+        ack: AsyncAck,
+        command: dict[str, Any],
+        respond: AsyncRespond,
+        context: AsyncBoltContext,
+    ) -> None:
+        text = from_slack(str(command.get("text") or ""), bot_user_id=context.bot_user_id)
+        if not text:
+            usage = USAGE.format(command=_slash(self._settings.command))
+            await ack(text=usage, response_type="ephemeral")
+            return
+        await ack()
+        if is_reset(text):
+            self._spawn(self._reset_command(command, respond))
+        else:
+            self._spawn(self._ask(command, text, respond))
+
+    async def _on_reset_command(
+        self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        self._spawn(self._reset_command(command, respond))
+
+    async def _on_mention(
+        self, event: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest
+    ) -> None:
+        _note_retry(request, event)
+        if ignore_reason(event) is None:
+            self._spawn(self._on_person(event, context, addressed=True))
+
+    async def _on_message(
+        self, event: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest
+    ) -> None:
+        _note_retry(request, event)
+        reason = ignore_reason(event)
+        if reason is not None:
+            log.debug("slack: ignoring message %s: %s", event.get("ts"), reason)
+            return
+        addressed = is_direct(event) or mentions(event, context.bot_user_id)
+        self._spawn(self._on_person(event, context, addressed=addressed))
+
+    # --- the work ---
+
+    async def _ask(self, command: Mapping[str, Any], text: str, respond: AsyncRespond) -> None:
+        """Post the question as the bot, then answer in that message's thread."""
+        channel, user = str(command["channel_id"]), str(command["user_id"])
+        files = await self._recent_uploads(channel, user)
+        top = SlackThread(self._client, channel=channel, thread_ts=None)
+        names = [str(file.get("name") or "image") for file in files]
+        try:
+            question_ts = await top.post(question_text(user, text, attachments=names))
+        except SlackUnavailable as exc:
+            log.warning("slack: cannot post a question in %s (%s); told %s", channel, exc, user)
+            await respond(text=CANNOT_POST.format(name=self.bot_name), response_type="ephemeral")
+            return
+        message = from_command(
+            command, question_ts=question_ts, text=text, files=files, bot_token=self._token
+        )
+        await self._answer(message, react_ts=question_ts)
+
+    async def _recent_uploads(self, channel: str, user: str) -> list[Mapping[str, Any]]:
+        """Slash commands carry no files: the asker's images posted here in the last few minutes."""
+        oldest = f"{time.time() - UPLOAD_LOOKBACK_SECONDS:.6f}"
+        try:
+            history = await self._client.conversations_history(
+                channel=channel, oldest=oldest, limit=HISTORY_MESSAGES
+            )
+        except SlackApiError as exc:
+            log.info("slack: no recent uploads read in %s: %s", channel, slack_error(exc))
+            return []
+        return latest_images(history.get("messages") or [], user)
+
+    async def _on_person(
+        self, event: dict[str, Any], context: AsyncBoltContext, *, addressed: bool
+    ) -> None:
+        """Answered if it is for us (mention, DM) or continues a thread we answered in."""
+        team_id = str(context.team_id or event.get("team") or "")
+        if not addressed:
+            key = conversation_key(team_id, str(event["channel"]), thread_of(event))
+            if not event.get("thread_ts") or not await self._conversations.is_active(key):
+                return
+        event = await self._complete_files(event)
+        message = from_event(
+            event, team_id=team_id, bot_user_id=context.bot_user_id, bot_token=self._token
+        )
+        if is_reset(message.text) and not message.images:
+            await self._reset_message(message, in_thread=bool(event.get("thread_ts")))
+        else:
+            await self._answer(message, react_ts=str(event["ts"]))
+
+    async def _answer(self, message: IncomingMessage, *, react_ts: str) -> None:
+        outcome = await self._conversations.handle(message, self._sink(message, react_ts))
+        if outcome.status is Status.ANSWERED:
+            recent = (message.key.workspace, message.key.channel, message.author_id)
+            _remember(self._recent, recent, message.key, REMEMBERED_THREADS)
+        log.info(
+            "slack: message %s in %s: %s", message.message_id, message.key, outcome.status.value
+        )
+
+    def _sink(self, message: IncomingMessage, react_ts: str) -> ReplySink:
+        thread = SlackThread(
+            self._client, channel=message.key.channel, thread_ts=message.key.thread
+        )
+        interval = self._settings.update_interval_seconds
+        if self._settings.native_streaming:
+            return SlackNativeSink(
+                thread,
+                react_ts=react_ts,
+                interval_seconds=interval,
+                team_id=message.key.workspace,
+                user_id=message.author_id,
+            )
+        return SlackReplySink(thread, react_ts=react_ts, interval_seconds=interval)
+
+    # --- forgetting ---
+
+    async def _reset_message(self, message: IncomingMessage, *, in_thread: bool) -> None:
+        """`reset` in a thread forgets it; outside a thread, the user's latest conversation there.
+
+        Done once even when Slack delivers the message twice (as a mention and as a message).
+        """
+        if message.message_id in self._resets:
+            return
+        _remember(self._resets, message.message_id, None, REMEMBERED_RESETS)
+        if in_thread:
+            reply = RESET_DONE if await self._conversations.reset(message.key) else RESET_FAILED
+        else:
+            who = (message.key.workspace, message.key.channel, message.author_id)
+            reply = await self._forget(self._recent.pop(who, None))
+        thread = SlackThread(
+            self._client, channel=message.key.channel, thread_ts=message.key.thread
+        )
+        await SlackReplySink(thread, react_ts=None, interval_seconds=1.0).notice(reply)
+
+    async def _reset_command(self, command: Mapping[str, Any], respond: AsyncRespond) -> None:
+        """Slash commands carry no thread, so `/reset` forgets the user's latest conversation here."""
+        who = (str(command["team_id"]), str(command["channel_id"]), str(command["user_id"]))
+        reply = await self._forget(self._recent.pop(who, None))
+        await respond(text=reply, response_type="ephemeral")
+
+    async def _forget(self, key: ConversationKey | None) -> str:
+        if key is None:
+            return RESET_WHERE
+        return RESET_RECENT_DONE if await self._conversations.reset(key) else RESET_FAILED
+
+    # --- helpers ---
+
+    async def _complete_files(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Slack Connect events carry stub files ("check_file_info"); fetch their details."""
+        files = event.get("files") or []
+        if not any(file.get("file_access") == "check_file_info" for file in files):
+            return event
+        return {**event, "files": [await self._file_info(file) for file in files]}
+
+    async def _file_info(self, file: dict[str, Any]) -> dict[str, Any]:
+        if file.get("file_access") != "check_file_info":
+            return file
+        try:
+            return dict((await self._client.files_info(file=str(file["id"])))["file"])
+        except SlackApiError as exc:
+            log.warning("slack: files.info for %s failed: %s", file.get("id"), slack_error(exc))
+            return file
+
+    def _spawn(self, work: Work) -> None:
+        task = asyncio.create_task(_logged(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _slash(command: str) -> str:
+    return command if command.startswith("/") else f"/{command}"
+
+
+def _note_retry(request: AsyncBoltRequest, event: Mapping[str, Any]) -> None:
+    retry = request.headers.get("x-slack-retry-num")
+    if retry:
+        reason = (request.headers.get("x-slack-retry-reason") or ["?"])[0]
+        log.info("slack: Slack resent message %s (retry %s, %s)", event.get("ts"), retry[0], reason)
+
+
+def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
+async def _logged(work: Work) -> None:
+    try:
+        await work
+    except Exception:
+        log.exception("slack: handling a Slack request failed")

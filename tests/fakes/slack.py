@@ -1,0 +1,534 @@
+"""A loopback fake of Slack: the Web API, the private file host, Socket Mode, and signed requests to the app."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import WSMsgType, web
+
+__all__ = [
+    "APP_TOKEN",
+    "BOT_ID",
+    "BOT_TOKEN",
+    "BOT_USER_ID",
+    "SIGNING_SECRET",
+    "TEAM_ID",
+    "ApiCall",
+    "FakeSlack",
+    "Posted",
+    "command_body",
+    "event_body",
+    "sign",
+]
+
+BOT_TOKEN = "xoxb-1111-2222-fakefakefakefake"
+APP_TOKEN = "xapp-1-A1111-2222-fakefakefake"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TEAM_ID = "T0FAKE001"
+BOT_USER_ID = "U0GLIMPSE"
+BOT_ID = "B0GLIMPSE"
+APP_ID = "A0GLIMPSE"
+# Slack refuses longer message text in chat.update and truncates posts; the fake refuses both.
+MAX_TEXT_CHARS = 4_000
+SOCKET_PATH = "/socket-mode"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    """One Web API call the fake received: method name, arguments (form or JSON), headers."""
+
+    method: str
+    args: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class Posted:
+    """A message as it stands now in the fake workspace."""
+
+    channel: str
+    ts: str
+    text: str
+    thread_ts: str | None
+    user: str = BOT_USER_ID
+    edits: int = 0
+    deleted: bool = False
+
+
+@dataclass(slots=True)
+class _Fault:
+    error: str
+    status: int
+    retry_after: int | None
+
+
+@dataclass
+class FakeSlack:
+    """Slack's Web API on 127.0.0.1. Use as `async with FakeSlack() as slack:`; point the app at `slack.api_url`."""
+
+    bot_token: str = BOT_TOKEN
+    app_token: str = APP_TOKEN
+    team_id: str = TEAM_ID
+    calls: list[ApiCall] = field(default_factory=list)
+    messages: list[Posted] = field(default_factory=list)
+    reactions: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    responses: list[dict[str, Any]] = field(default_factory=list)  # bodies POSTed to response_url
+    socket_acks: list[dict[str, Any]] = field(default_factory=list)
+    file_downloads: list[tuple[str, str | None]] = field(
+        default_factory=list
+    )  # (path, Authorization)
+    history: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # people's messages (add_user_message)
+    not_member_of: set[str] = field(default_factory=set)  # channels the bot was never added to
+
+    def __post_init__(self) -> None:
+        self._faults: dict[str, deque[_Fault]] = {}
+        self._files: dict[str, tuple[bytes, str]] = {}
+        self._file_objects: dict[str, dict[str, Any]] = {}
+        self._ts = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._sockets: list[web.WebSocketResponse] = []
+        self._socket_connected = asyncio.Event()
+        self.port = 0
+
+    # --- life cycle ---
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """What SLACK_API_URL is set to (slack_sdk's convention: ends with a slash)."""
+        return f"{self.base_url}/api/"
+
+    async def start(self) -> FakeSlack:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # slack_sdk GETs a few read methods
+        app.router.add_get("/files-pri/{path:.*}", self._file)
+        app.router.add_post("/commands/{id}", self._response_url)
+        app.router.add_get(SOCKET_PATH, self._socket)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def close(self) -> None:
+        for socket in self._sockets:
+            await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeSlack:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- scripting ---
+
+    def fail_next(
+        self,
+        method: str,
+        error: str,
+        *,
+        times: int = 1,
+        status: int = 200,
+        retry_after: int | None = None,
+    ) -> None:
+        """Answer the next `times` calls of `method` with Slack's error (429 + Retry-After for "ratelimited")."""
+        queue = self._faults.setdefault(method, deque())
+        for _ in range(times):
+            queue.append(_Fault(error, status, retry_after))
+
+    def rate_limit_next(self, method: str, *, retry_after: int = 0) -> None:
+        self.fail_next(method, "ratelimited", status=429, retry_after=retry_after)
+
+    def add_file(
+        self, name: str, data: bytes, mimetype: str, *, file_id: str | None = None
+    ) -> dict[str, Any]:
+        """Host a private file; the `files` entry of an event that shares it."""
+        file_id = file_id or f"F{uuid.uuid4().hex[:10].upper()}"
+        path = f"{self.team_id}-{file_id}/{name}"
+        self._files[path] = (data, mimetype)
+        self._files[f"{self.team_id}-{file_id}/download/{name}"] = (data, mimetype)
+        self._file_objects[file_id] = {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1],
+            "size": len(data),
+            "mode": "hosted",
+            "is_external": False,
+            "url_private": f"{self.base_url}/files-pri/{path}",
+            "url_private_download": f"{self.base_url}/files-pri/{self.team_id}-{file_id}/download/{name}",
+        }
+        return dict(self._file_objects[file_id])
+
+    def add_user_message(
+        self, channel: str, user: str, text: str, *, files: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """A person's top-level message in the channel's history; the `message` event Slack would send."""
+        event: dict[str, Any] = {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "ts": self._next_ts(),
+            "channel": channel,
+            "team": self.team_id,
+            "channel_type": "im" if channel.startswith("D") else "channel",
+        }
+        if files:
+            event["files"], event["upload"] = files, True
+        self.history.append(event)
+        return event
+
+    def response_url(self) -> str:
+        return f"{self.base_url}/commands/{uuid.uuid4().hex[:8]}"
+
+    # --- what happened ---
+
+    def calls_to(self, method: str) -> list[ApiCall]:
+        return [call for call in self.calls if call.method == method]
+
+    def thread(self, channel: str, thread_ts: str) -> list[Posted]:
+        """The bot's live messages in a thread, oldest first."""
+        return [
+            m
+            for m in self.messages
+            if m.channel == channel and m.thread_ts == thread_ts and not m.deleted
+        ]
+
+    def top_level(self, channel: str) -> list[Posted]:
+        return [
+            m
+            for m in self.messages
+            if m.channel == channel and m.thread_ts is None and not m.deleted
+        ]
+
+    # --- Socket Mode ---
+
+    async def wait_for_socket(self, timeout_seconds: float = 5.0) -> None:
+        await asyncio.wait_for(self._socket_connected.wait(), timeout_seconds)
+
+    async def send_envelope(
+        self, payload: dict[str, Any], *, kind: str = "events_api", retry_attempt: int = 0
+    ) -> str:
+        """Push one Socket Mode envelope to the connected app; its envelope id."""
+        envelope_id = str(uuid.uuid4())
+        await self._sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": kind != "events_api",
+                "retry_attempt": retry_attempt,
+                "retry_reason": "timeout" if retry_attempt else "",
+            }
+        )
+        return envelope_id
+
+    # --- handlers ---
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        args = await _arguments(request)
+        self.calls.append(ApiCall(method, args, dict(request.headers)))
+        queue = self._faults.get(method)
+        if queue:
+            fault = queue.popleft()
+            headers = (
+                {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            )
+            return web.json_response(
+                {"ok": False, "error": fault.error}, status=fault.status, headers=headers
+            )
+        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        if request.headers.get("Authorization") != f"Bearer {expected}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+        return web.json_response(handler(args))
+
+    def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://glimpse-test.slack.com/",
+            "team": "Glimpse Test",
+            "user": "glimpse",
+            "team_id": self.team_id,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, text = str(args.get("channel", "")), str(args.get("text", ""))
+        if (refusal := self._refuse(channel, text)) is not None:
+            return refusal
+        ts = self._next_ts()
+        thread_ts = str(args["thread_ts"]) if args.get("thread_ts") else None
+        self.messages.append(Posted(channel, ts, text, thread_ts))
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": ts,
+            "message": {"text": text, "user": BOT_USER_ID, "ts": ts},
+        }
+
+    def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, text = str(args.get("channel", "")), str(args.get("text", ""))
+        if (refusal := self._refuse(channel, text)) is not None:
+            return refusal
+        message = self._find(channel, str(args.get("ts")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.text, message.edits = text, message.edits + 1
+        return {"ok": True, "channel": channel, "ts": message.ts, "text": text}
+
+    def _m_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._find(str(args.get("channel")), str(args.get("ts")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.deleted = True
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
+
+    def _m_chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel", ""))
+        if not args.get("thread_ts") or not args.get("recipient_user_id"):
+            return {"ok": False, "error": "invalid_arguments"}
+        ts = self._next_ts()
+        self.messages.append(Posted(channel, ts, _chunk_text(args), str(args["thread_ts"])))
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _m_chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._find(str(args.get("channel")), str(args.get("ts")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.text += _chunk_text(args)
+        message.edits += 1
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
+
+    _m_chat_stopStream = _m_chat_appendStream
+
+    def _m_reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        names = self.reactions.setdefault(
+            (str(args.get("channel")), str(args.get("timestamp"))), set()
+        )
+        if args.get("name") in names:
+            return {"ok": False, "error": "already_reacted"}
+        names.add(str(args.get("name")))
+        return {"ok": True}
+
+    def _m_reactions_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+        names = self.reactions.get((str(args.get("channel")), str(args.get("timestamp"))), set())
+        if args.get("name") not in names:
+            return {"ok": False, "error": "no_reaction"}
+        names.discard(str(args.get("name")))
+        return {"ok": True}
+
+    def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        thread = self.thread(str(args.get("channel")), str(args.get("ts")))
+        return {
+            "ok": True,
+            "has_more": False,
+            "messages": [
+                {
+                    "type": "message",
+                    "user": m.user,
+                    "bot_id": BOT_ID,
+                    "text": m.text,
+                    "ts": m.ts,
+                    "thread_ts": m.thread_ts,
+                }
+                for m in thread
+            ],
+        }
+
+    def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel"))
+        if channel in self.not_member_of:
+            return {"ok": False, "error": "not_in_channel"}
+        oldest = float(args.get("oldest") or 0)
+        people = [m for m in self.history if m["channel"] == channel]
+        bots = [
+            {"type": "message", "user": m.user, "bot_id": BOT_ID, "text": m.text, "ts": m.ts}
+            for m in self.top_level(channel)
+        ]
+        found = sorted(
+            (m for m in people + bots if float(m["ts"]) > oldest),
+            key=lambda m: float(m["ts"]),
+            reverse=True,
+        )
+        return {"ok": True, "has_more": False, "messages": found[: int(args.get("limit") or 100)]}
+
+    def _m_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        file = self._file_objects.get(str(args.get("file")))
+        return {"ok": True, "file": file} if file else {"ok": False, "error": "file_not_found"}
+
+    def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": f"ws://127.0.0.1:{self.port}{SOCKET_PATH}"}
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        """Slack's private file host: the bytes only with the bot token; a redirect to the login page otherwise."""
+        authorization = request.headers.get("Authorization")
+        self.file_downloads.append((request.path, authorization))
+        hosted = self._files.get(request.match_info["path"])
+        if authorization != f"Bearer {self.bot_token}":
+            raise web.HTTPFound(f"/?redir={request.path}")
+        if hosted is None:
+            raise web.HTTPNotFound()
+        data, mimetype = hosted
+        return web.Response(body=data, content_type=mimetype)
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "connection_info": {"app_id": APP_ID},
+                "debug_info": {"host": "fake", "approximate_connection_time": 3600},
+            }
+        )
+        self._socket_connected.set()
+        async for message in socket:
+            if message.type == WSMsgType.TEXT:
+                self.socket_acks.append(json.loads(message.data))
+        return socket
+
+    # --- helpers ---
+
+    def _refuse(self, channel: str, text: str) -> dict[str, Any] | None:
+        if channel in self.not_member_of:
+            return {"ok": False, "error": "not_in_channel"}
+        if not channel.startswith(("C", "D", "G")):
+            return {"ok": False, "error": "channel_not_found"}
+        if len(text) > MAX_TEXT_CHARS:
+            return {"ok": False, "error": "msg_too_long"}
+        return None
+
+    def _find(self, channel: str, ts: str) -> Posted | None:
+        return next(
+            (m for m in self.messages if m.channel == channel and m.ts == ts and not m.deleted),
+            None,
+        )
+
+    def _next_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+
+async def _arguments(request: web.Request) -> dict[str, Any]:
+    """slack_sdk sends JSON for some methods and form fields for others."""
+    args: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        args.update(await request.json())
+    elif request.can_read_body:
+        args.update({k: str(v) for k, v in (await request.post()).items()})
+    return args
+
+
+def _chunk_text(args: dict[str, Any]) -> str:
+    chunks = args.get("chunks")
+    if isinstance(chunks, str):
+        chunks = json.loads(chunks)
+    text = str(args.get("markdown_text") or "")
+    return text + "".join(
+        str(c.get("text", "")) for c in chunks or [] if c.get("type") == "markdown_text"
+    )
+
+
+# --- requests Slack sends to the app ---
+
+
+def sign(
+    body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
+    """Slack's request signature headers: v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}")."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
+
+
+def event_body(
+    event: dict[str, Any], *, team_id: str = TEAM_ID, event_id: str | None = None
+) -> str:
+    """An Events API `event_callback` envelope, as JSON text."""
+    return json.dumps(
+        {
+            "token": "legacy-verification-token",
+            "team_id": team_id,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
+            "event_time": int(time.time()),
+            "is_ext_shared_channel": False,
+            "authorizations": [
+                {
+                    "team_id": team_id,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+        }
+    )
+
+
+def command_body(
+    command: str,
+    text: str,
+    *,
+    channel: str,
+    user: str,
+    response_url: str,
+    team_id: str = TEAM_ID,
+    user_name: str = "alice",
+) -> str:
+    """A slash command invocation, form-encoded as Slack POSTs it."""
+    return urlencode(
+        {
+            "token": "legacy-verification-token",
+            "team_id": team_id,
+            "team_domain": "glimpse-test",
+            "channel_id": channel,
+            "channel_name": "directmessage" if channel.startswith("D") else "general",
+            "user_id": user,
+            "user_name": user_name,
+            "command": command,
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": f"{int(time.time())}.{uuid.uuid4().int % 10**12}.fake",
+        }
+    )
