@@ -1,0 +1,304 @@
+"""The Discord adapter: gateway events in, `IncomingMessage`s to the core, streamed answers out."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+
+from adapters.discord_commands import SlashCommands, build_tree, sync_commands
+from adapters.discord_sink import (
+    NO_MENTIONS,
+    DiscordSink,
+    TargetFactory,
+    in_channel,
+    quiet_reply,
+    reply_to,
+    thread_on,
+)
+from adapters.discord_translate import (
+    PLATFORM,
+    ReplyChains,
+    author_roles,
+    dm_key,
+    images_and_files,
+    mentions_bot,
+    readable_text,
+    root_key,
+    thread_name,
+)
+from bot.config import ConfigError, Secrets, Settings
+from bot.conversations import Conversations
+from bot.doctor import discord_invite_url
+from bot.messages import ConversationKey, IncomingMessage
+
+__all__ = ["GlimpseDiscord", "apply_overrides", "create_client", "intent_help", "run_discord"]
+
+log = logging.getLogger("glimpse.discord")
+
+MAX_CHAIN_HOPS = 12  # messages walked up a reply chain to find its root after a restart
+ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+PORTAL_URL = "https://discord.com/developers/applications"
+
+
+def intent_help(application_id: object | None) -> str:
+    """The log line for close code 4014: exactly which switch to turn on."""
+    page = (
+        f"{PORTAL_URL}/{application_id}/bot"
+        if application_id
+        else f"{PORTAL_URL} → your application → Bot"
+    )
+    return (
+        "Discord refused the Message Content intent (gateway close code 4014). Turn it on: "
+        f"{page} → Privileged Gateway Intents → switch on 'MESSAGE CONTENT INTENT' → Save Changes, "
+        "then restart Glimpse."
+    )
+
+
+def apply_overrides(secrets: Secrets) -> yarl.URL | None:
+    """DISCORD_API_BASE → `Route.BASE`, DISCORD_GATEWAY_URL → `DEFAULT_GATEWAY`; returns the gateway override."""
+    if secrets.discord_api_base:
+        discord.http.Route.BASE = secrets.discord_api_base.rstrip("/")
+    if not secrets.discord_gateway_url:
+        return None
+    gateway = yarl.URL(secrets.discord_gateway_url)
+    DiscordWebSocket.DEFAULT_GATEWAY = gateway
+    return gateway
+
+
+class GlimpseDiscord(discord.Client):
+    """discord.py client that routes mentions, thread follow-ups, reply chains and DMs to the core."""
+
+    def __init__(
+        self,
+        conversations: Conversations,
+        settings: Settings,
+        *,
+        gateway_override: yarl.URL | None = None,
+        **options: Any,
+    ) -> None:
+        # Glimpse never joins voice: skip discord.py's warnings about missing voice libraries.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        intents = discord.Intents.default()
+        intents.message_content = True  # privileged: switched on in the developer portal
+        if settings.discord.application_id:
+            options.setdefault("application_id", int(settings.discord.application_id))
+        super().__init__(intents=intents, allowed_mentions=NO_MENTIONS, **options)
+        self._conversations = conversations
+        self._settings = settings
+        self._chains = ReplyChains()
+        self.tree = build_tree(self, SlashCommands(conversations, settings, self._chains))
+        if gateway_override is not None:
+            self._pin_gateway(gateway_override)
+
+    async def setup_hook(self) -> None:
+        await sync_commands(self.tree, self._settings.discord.guild_ids)
+
+    async def on_ready(self) -> None:
+        invite = (
+            f"; invite: {discord_invite_url(str(self.application_id))}"
+            if self.application_id
+            else ""
+        )
+        log.info("connected to Discord as %s in %d servers%s", self.user, len(self.guilds), invite)
+        self._conversations.readiness.set(PLATFORM, True)
+
+    async def on_resumed(self) -> None:
+        self._conversations.readiness.set(PLATFORM, True)
+
+    async def on_disconnect(self) -> None:
+        self._conversations.readiness.set(PLATFORM, False)
+
+    async def on_message(self, message: discord.Message) -> None:
+        if not self._from_a_person(message):
+            return
+        if message.guild is None:
+            await self._direct(message)
+            return
+        channel = await self._channel_of(message)
+        if isinstance(channel, discord.Thread):
+            await self._in_thread(message, channel)
+        else:
+            await self._in_channel(message, channel)
+
+    # --- routing ---
+
+    def _from_a_person(self, message: discord.Message) -> bool:
+        """Not a bot (this one included), not a webhook, not a system message."""
+        return (
+            not message.author.bot
+            and message.webhook_id is None
+            and message.type in ANSWERED_TYPES
+            and self.user is not None
+            and message.author.id != self.user.id
+        )
+
+    async def _direct(self, message: discord.Message) -> None:
+        if not self._settings.discord.allow_dms:
+            log.debug("direct message %s ignored: DMs are off", message.id)
+            return
+        incoming = self._incoming(message, dm_key(message.channel.id), parent=None, is_direct=True)
+        await self._answer(message, incoming, in_channel(message.channel))
+
+    async def _in_thread(self, message: discord.Message, thread: discord.Thread) -> None:
+        """A mention, or any message in a thread the bot opened or has answered in."""
+        assert message.guild is not None and self.user is not None
+        key = root_key(message.guild.id, thread.id)
+        if not (
+            mentions_bot(message, self.user.id)
+            or thread.owner_id == self.user.id
+            or await self._conversations.is_active(key)
+        ):
+            return
+        incoming = self._incoming(message, key, parent=thread.parent_id)
+        await self._answer(message, incoming, in_channel(thread))
+
+    async def _in_channel(self, message: discord.Message, channel: Any) -> None:
+        """A reply in a chain the bot answers, or a mention: a new thread (or a reply where threads can't be)."""
+        assert message.guild is not None and self.user is not None
+        root = await self._chain_root(message)
+        if root is None and not mentions_bot(message, self.user.id):
+            return
+        root = root or message.id
+        incoming = self._incoming(message, root_key(message.guild.id, root), parent=channel.id)
+        target: TargetFactory = reply_to(message)
+        if root == message.id and isinstance(channel, discord.TextChannel):
+            target = thread_on(message, thread_name(incoming.text, incoming.images))
+        self._chains.remember(message.id, root)
+        await self._answer(message, incoming, target, root=root)
+
+    async def _answer(
+        self,
+        message: discord.Message,
+        incoming: IncomingMessage,
+        target: TargetFactory,
+        *,
+        root: int | None = None,
+    ) -> None:
+        on_posted = partial(self._chains.remember, root_id=root) if root is not None else None
+        sink = DiscordSink(target, quiet=quiet_reply(message), on_posted=on_posted)
+        try:
+            await self._conversations.handle(incoming, sink)
+        finally:
+            await sink.close()
+
+    def _incoming(
+        self,
+        message: discord.Message,
+        key: ConversationKey,
+        *,
+        parent: int | None,
+        is_direct: bool = False,
+    ) -> IncomingMessage:
+        assert self.user is not None
+        images, others = images_and_files(message)
+        replied = message.reference.resolved if message.reference else None
+        if not images and isinstance(replied, discord.Message):
+            images = images_and_files(replied)[0]  # "@Glimpse what is this?" in reply to a picture
+        return IncomingMessage(
+            key=key,
+            message_id=str(message.id),
+            author_id=str(message.author.id),
+            author_name=message.author.display_name,
+            text=readable_text(message, self.user.id),
+            images=images,
+            other_files=others,
+            author_roles=author_roles(message.author),
+            parent_channel=str(parent) if parent is not None else None,
+            is_direct=is_direct,
+        )
+
+    # --- lookups ---
+
+    async def _channel_of(self, message: discord.Message) -> Any:
+        """The message's channel; fetched when the cache only has a partial one (is it a thread?)."""
+        if not isinstance(message.channel, discord.PartialMessageable):
+            return message.channel
+        try:
+            return await self.fetch_channel(message.channel.id)
+        except discord.HTTPException as exc:
+            log.warning("cannot look up channel %s: %s", message.channel.id, exc)
+            return message.channel
+
+    async def _chain_root(self, message: discord.Message) -> int | None:
+        """The root of the reply chain this message continues, if the bot answers in that chain."""
+        assert message.guild is not None and self.user is not None
+        ref = message.reference
+        if ref is None or ref.message_id is None or ref.channel_id != message.channel.id:
+            return None
+        known = self._chains.root_of(ref.message_id)
+        if known is not None:
+            return known
+        replied = ref.resolved
+        if not isinstance(replied, discord.Message) or replied.author.id != self.user.id:
+            return None
+        return await self._walk_up(message, replied)
+
+    async def _walk_up(self, message: discord.Message, current: discord.Message) -> int | None:
+        """After a restart: follow references up from the bot's message to a root the core remembers."""
+        assert message.guild is not None
+        try:
+            for _ in range(MAX_CHAIN_HOPS):
+                if await self._conversations.is_active(root_key(message.guild.id, current.id)):
+                    self._chains.remember(current.id, current.id)
+                    return current.id
+                up = current.reference
+                if up is None or up.message_id is None:
+                    return None
+                resolved = up.resolved
+                current = (
+                    resolved
+                    if isinstance(resolved, discord.Message)
+                    else (await message.channel.fetch_message(up.message_id))
+                )
+        except discord.HTTPException as exc:
+            log.info("cannot follow the reply chain of message %s: %s", message.id, exc)
+        return None
+
+    def _pin_gateway(self, gateway: yarl.URL) -> None:
+        """Keep resuming through the override: discord.py would switch to READY's `resume_gateway_url`."""
+        parsers = self._connection.parsers
+        parse_ready = parsers["READY"]
+
+        def ready(data: Any) -> None:
+            if self.ws is not None:
+                self.ws.gateway = gateway
+            parse_ready(data)
+
+        parsers["READY"] = ready
+
+
+def create_client(
+    conversations: Conversations, settings: Settings, secrets: Secrets, **options: Any
+) -> GlimpseDiscord:
+    """A client wired to the core, with the URL overrides applied (options go to `discord.Client`)."""
+    return GlimpseDiscord(
+        conversations, settings, gateway_override=apply_overrides(secrets), **options
+    )
+
+
+async def run_discord(
+    conversations: Conversations, settings: Settings, secrets: Secrets, **options: Any
+) -> None:
+    """Connect and answer until cancelled; raise ConfigError for a bad token or a refused intent."""
+    token = secrets.discord_token.get_secret_value() if secrets.discord_token else ""
+    if not token:
+        raise ConfigError(
+            "DISCORD_TOKEN is not set: copy the bot token from the Developer Portal (Bot → Reset Token)"
+        )
+    client = create_client(conversations, settings, secrets, **options)
+    try:
+        async with client:
+            await client.start(token)
+    except discord.PrivilegedIntentsRequired:
+        help_text = intent_help(client.application_id or settings.discord.application_id)
+        log.error(help_text)
+        raise ConfigError(help_text) from None
+    except discord.LoginFailure:
+        raise ConfigError(
+            "Discord rejected DISCORD_TOKEN: copy a fresh token from the Developer Portal (Bot → Reset Token)"
+        ) from None

@@ -1,0 +1,840 @@
+"""A loopback fake of Discord: REST under /api/v10 plus a gateway websocket, driving the real discord.py."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from aiohttp import WSMsgType, web
+
+__all__ = [
+    "ALICE",
+    "APP_ID",
+    "BOB",
+    "BOT_ID",
+    "BOT_ROLE_ID",
+    "DM_CHANNEL_ID",
+    "VOICE_CHANNEL_ID",
+    "GUILD_ID",
+    "LOCKED_CHANNEL_ID",
+    "MEMBER_ROLE_ID",
+    "OTHER_BOT",
+    "OTHER_CHANNEL_ID",
+    "TEXT_CHANNEL_ID",
+    "FakeDiscord",
+    "GatewayConnection",
+    "RestCall",
+    "make_user",
+    "snowflake",
+]
+
+T = TypeVar("T")
+
+API_PREFIX = "/api/v10"
+DISCORD_EPOCH_MS = 1420070400000
+HEARTBEAT_INTERVAL_MS = 41250
+WAIT_POLL_SECONDS = 0.01
+# READY points resumes at another host, as the real gateway does; a client must not follow it past a proxy.
+UNREACHABLE_RESUME_URL = "wss://gateway-resume.invalid/"
+ALL_PERMISSIONS = str((1 << 50) - 1)
+EPHEMERAL_FLAG = 64
+LOADING_FLAG = 128
+
+_counter = itertools.count(1)
+_last_snowflake = 0
+
+
+def snowflake() -> int:
+    """A fresh, increasing Discord id whose timestamp is now."""
+    global _last_snowflake
+    value = ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_counter) & 0x3FFFFF)
+    _last_snowflake = max(value, _last_snowflake + 1)
+    return _last_snowflake
+
+
+def make_user(name: str, *, bot: bool = False, user_id: int | None = None) -> dict[str, Any]:
+    """A Discord user object."""
+    user_id = user_id or snowflake()
+    return {
+        "id": str(user_id),
+        "username": name,
+        "global_name": name.title(),
+        "discriminator": "0",
+        "avatar": None,
+        "bot": bot,
+        "public_flags": 0,
+    }
+
+
+BOT_ID = snowflake()
+APP_ID = BOT_ID
+GUILD_ID = snowflake()
+TEXT_CHANNEL_ID = snowflake()
+OTHER_CHANNEL_ID = snowflake()
+LOCKED_CHANNEL_ID = snowflake()  # creating threads here answers 403
+VOICE_CHANNEL_ID = snowflake()  # a voice channel's text chat: no threads possible
+DM_CHANNEL_ID = snowflake()
+MEMBER_ROLE_ID = snowflake()
+BOT_ROLE_ID = snowflake()
+ALICE = make_user("alice")
+BOB = make_user("bob")
+OTHER_BOT = make_user("otherbot", bot=True)
+BOT_USER = make_user("glimpse", bot=True, user_id=BOT_ID)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    """Discord's JSON responses: Content-Type exactly `application/json` (discord.py compares it verbatim)."""
+    return web.Response(
+        status=status, body=json.dumps(data).encode(), headers={"Content-Type": "application/json"}
+    )
+
+
+def _error(status: int, code: int, message: str) -> web.Response:
+    return _json({"message": message, "code": code}, status)
+
+
+@dataclass(frozen=True, slots=True)
+class RestCall:
+    """One REST request: method, path under /api/v10, query and JSON body."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+
+
+@dataclass
+class GatewayConnection:
+    """One websocket the client opened, and how it introduced itself (IDENTIFY or RESUME)."""
+
+    query: dict[str, str]
+    hello_op: int | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FakeDiscord:
+    """Discord on 127.0.0.1. `api_base` for `Route.BASE`, `gateway_url` for `DEFAULT_GATEWAY`."""
+
+    token: str = "fake-discord-token"
+    refuse_intents: bool = False  # close the gateway with 4014 after IDENTIFY
+    resume_gateway_url: str = UNREACHABLE_RESUME_URL
+    forbid_threads: set[int] = field(default_factory=lambda: {LOCKED_CHANNEL_ID})
+    calls: list[RestCall] = field(default_factory=list)
+    connections: list[GatewayConnection] = field(default_factory=list)
+    messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    channels: dict[int, dict[str, Any]] = field(default_factory=dict)
+    commands: dict[str, list[dict[str, Any]]] = field(
+        default_factory=dict
+    )  # "global" or guild id -> commands
+    files: dict[str, tuple[bytes, str]] = field(
+        default_factory=dict
+    )  # attachment name -> (bytes, type)
+
+    def __post_init__(self) -> None:
+        self._runner: web.AppRunner | None = None
+        self._ws: web.WebSocketResponse | None = None
+        self._sockets: list[web.WebSocketResponse] = []
+        self._connected = asyncio.Event()
+        self._sequence = 0
+        self._send_lock = asyncio.Lock()
+        self._originals: dict[str, int] = {}  # interaction token -> original response message id
+        self._responded: set[str] = set()
+        self._interaction_channels: dict[str, int] = {}  # interaction token -> channel id
+        self.port = 0
+        for channel in _guild_channels():
+            self.channels[int(channel["id"])] = channel
+
+    # --- lifecycle ---
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        return self.base_url + API_PREFIX
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    def attachment_url(self, name: str) -> str:
+        return f"{self.base_url}/attachments/{name}"
+
+    async def start(self) -> FakeDiscord:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{name}", self._attachment)
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def close(self) -> None:
+        for ws in self._sockets:
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeDiscord:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- what tests drive ---
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> int:
+        """Send one DISPATCH (op 0) with the next sequence number; waits for a live session."""
+        await asyncio.wait_for(self._connected.wait(), timeout=10)
+        async with self._send_lock:
+            self._sequence += 1
+            assert self._ws is not None
+            await self._ws.send_str(
+                json.dumps({"op": 0, "t": event, "s": self._sequence, "d": data})
+            )
+            return self._sequence
+
+    async def user_message(
+        self,
+        channel_id: int,
+        content: str,
+        *,
+        author: dict[str, Any] = ALICE,
+        mention_bot: bool = False,
+        attachments: list[dict[str, Any]] | None = None,
+        embeds: list[dict[str, Any]] | None = None,
+        reply_to: int | None = None,
+        roles: list[int] | None = None,
+    ) -> dict[str, Any]:
+        """A member's message: stored, then dispatched as MESSAGE_CREATE. Returns the payload."""
+        if mention_bot:
+            content = f"<@{BOT_ID}> {content}"
+        message = self._message(
+            channel_id, content, author, attachments or [], reply_to, embeds=embeds or []
+        )
+        if mention_bot:
+            message["mentions"] = [BOT_USER]
+        if "guild_id" in message:
+            message["member"] = _member(roles or [MEMBER_ROLE_ID])
+        await self.dispatch("MESSAGE_CREATE", message)
+        return message
+
+    async def replay(self, message: dict[str, Any]) -> None:
+        """Dispatch a MESSAGE_CREATE again, as the gateway does when it replays events after a resume."""
+        await self.dispatch("MESSAGE_CREATE", message)
+
+    async def slash(
+        self,
+        name: str,
+        options: list[dict[str, Any]] | None = None,
+        *,
+        channel_id: int = TEXT_CHANNEL_ID,
+        user: dict[str, Any] = ALICE,
+        attachments: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """An application command invocation, dispatched as INTERACTION_CREATE. Returns the payload."""
+        interaction = self._interaction(name, options or [], channel_id, user, attachments or {})
+        await self.dispatch("INTERACTION_CREATE", interaction)
+        return interaction
+
+    async def user_thread(self, parent_id: int, name: str, *, owner: dict[str, Any] = ALICE) -> int:
+        """A thread a member opened (not the bot), announced with THREAD_CREATE. Returns its id."""
+        thread_id = snowflake()
+        self.channels[thread_id] = _thread(thread_id, parent_id, int(owner["id"]), name)
+        await self.dispatch("THREAD_CREATE", {**self.channels[thread_id], "newly_created": True})
+        return thread_id
+
+    async def reconnect(self) -> None:
+        """Ask the client to reconnect (op 7); it should RESUME on this fake."""
+        self._connected.clear()
+        assert self._ws is not None
+        await self._ws.send_str(json.dumps({"op": 7, "d": None, "s": None, "t": None}))
+
+    def attachment(self, name: str, data: bytes, content_type: str) -> dict[str, Any]:
+        """Host a file and describe it as a Discord attachment object."""
+        self.files[name] = (data, content_type)
+        return {
+            "id": str(snowflake()),
+            "filename": name,
+            "size": len(data),
+            "url": self.attachment_url(name),
+            "proxy_url": self.attachment_url(name),
+            "content_type": content_type,
+            "width": 8,
+            "height": 8,
+        }
+
+    async def wait_for(self, predicate: Callable[[], T | None], within: float = 10.0) -> T:
+        """Poll until `predicate()` is truthy; return its value (TimeoutError after `within` s)."""
+        async with asyncio.timeout(within):
+            while not (value := predicate()):  # noqa: ASYNC110 - state changes in many places; polling is simplest
+                await asyncio.sleep(WAIT_POLL_SECONDS)
+            return value
+
+    # --- what tests inspect ---
+
+    def bot_messages(self, channel_id: int) -> list[dict[str, Any]]:
+        """Messages everyone sees that the bot posted in a channel (current text after edits), oldest first."""
+        return [
+            m
+            for m in self.messages.values()
+            if int(m["channel_id"]) == channel_id
+            and m["author"]["id"] == str(BOT_ID)
+            and not int(m.get("flags") or 0) & EPHEMERAL_FLAG
+            and not m.get("deleted")
+        ]
+
+    def calls_to(self, method: str, path_part: str) -> list[RestCall]:
+        return [c for c in self.calls if c.method == method and path_part in c.path]
+
+    def original_response(self, interaction: dict[str, Any]) -> dict[str, Any] | None:
+        message_id = self._originals.get(interaction["token"])
+        return self.messages.get(message_id) if message_id else None
+
+    # --- gateway ---
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        connection = GatewayConnection(query=dict(request.query))
+        self.connections.append(connection)
+        await ws.send_str(
+            json.dumps(
+                {"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None}
+            )
+        )
+        async for frame in ws:
+            if frame.type != WSMsgType.TEXT:
+                break
+            payload = json.loads(frame.data)
+            await self._on_gateway_op(ws, connection, payload)
+        return ws
+
+    async def _on_gateway_op(
+        self, ws: web.WebSocketResponse, connection: GatewayConnection, payload: dict[str, Any]
+    ) -> None:
+        op = payload.get("op")
+        if op == 1:
+            await ws.send_str(json.dumps({"op": 11, "d": None, "s": None, "t": None}))
+        elif op == 2:
+            connection.hello_op, connection.payload = op, payload["d"]
+            if self.refuse_intents:
+                await ws.close(code=4014, message=b"Disallowed intent(s).")
+                return
+            await self._take_over(ws)
+            await self.dispatch("READY", self._ready())
+            await self.dispatch("GUILD_CREATE", self._guild())
+        elif op == 6:
+            connection.hello_op, connection.payload = op, payload["d"]
+            await self._take_over(ws)
+            await self.dispatch("RESUMED", {})
+
+    async def _take_over(self, ws: web.WebSocketResponse) -> None:
+        async with self._send_lock:
+            self._ws = ws
+        self._connected.set()
+
+    def _ready(self) -> dict[str, Any]:
+        return {
+            "v": 10,
+            "user": BOT_USER,
+            "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+            "session_id": "fake-session",
+            "resume_gateway_url": self.resume_gateway_url,
+            "application": {"id": str(APP_ID), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
+
+    def _guild(self) -> dict[str, Any]:
+        return {
+            "id": str(GUILD_ID),
+            "name": "Fake Guild",
+            "icon": None,
+            "owner_id": ALICE["id"],
+            "unavailable": False,
+            "roles": _roles(),
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "member_count": 3,
+            "large": False,
+            "members": [{**_member([BOT_ROLE_ID]), "user": BOT_USER}],
+            "presences": [],
+            "voice_states": [],
+            "channels": [c for c in self.channels.values() if c.get("type") in (0, 2)],
+            "threads": [c for c in self.channels.values() if c.get("type") == 11],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "joined_at": _now(),
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "system_channel_id": None,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "nsfw_level": 0,
+            "afk_timeout": 300,
+        }
+
+    # --- REST ---
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        body = await _read_body(request)
+        path = "/" + request.match_info["tail"]
+        self.calls.append(RestCall(request.method, path, dict(request.query), body))
+        if request.headers.get("Authorization") != f"Bot {self.token}" and not path.startswith(
+            ("/webhooks/", "/interactions/")
+        ):
+            return _error(401, 0, "401: Unauthorized")
+        parts = path.strip("/").split("/")
+        handler = self._route(request.method, parts)
+        if handler is None:
+            return _error(404, 0, f"404: Not Found ({request.method} {path})")
+        return await handler(parts, body, request)
+
+    def _route(self, method: str, parts: list[str]) -> Callable[..., Any] | None:
+        routes: list[tuple[str, tuple[str, ...], Callable[..., Any]]] = [
+            ("GET", ("gateway",), self._get_gateway),
+            ("GET", ("gateway", "bot"), self._get_gateway),
+            ("GET", ("users", "@me"), self._get_me),
+            ("GET", ("oauth2", "applications", "@me"), self._get_application),
+            ("GET", ("applications", "@me"), self._get_application),
+            ("PUT", ("applications", "*", "commands"), self._put_commands),
+            ("PUT", ("applications", "*", "guilds", "*", "commands"), self._put_commands),
+            ("GET", ("channels", "*"), self._get_channel),
+            ("POST", ("channels", "*", "typing"), self._typing),
+            ("POST", ("channels", "*", "messages"), self._post_message),
+            ("GET", ("channels", "*", "messages", "*"), self._get_message),
+            ("PATCH", ("channels", "*", "messages", "*"), self._patch_message),
+            ("POST", ("channels", "*", "messages", "*", "threads"), self._start_thread),
+            ("POST", ("interactions", "*", "*", "callback"), self._callback),
+            ("POST", ("webhooks", "*", "*"), self._followup),
+            ("GET", ("webhooks", "*", "*", "messages", "*"), self._webhook_message),
+            ("PATCH", ("webhooks", "*", "*", "messages", "*"), self._webhook_message),
+            ("DELETE", ("webhooks", "*", "*", "messages", "*"), self._webhook_message),
+        ]
+        for route_method, pattern, handler in routes:
+            if (
+                route_method == method
+                and len(pattern) == len(parts)
+                and all(p in ("*", part) for p, part in zip(pattern, parts, strict=True))
+            ):
+                return handler
+        return None
+
+    async def _get_me(self, *_: Any) -> web.Response:
+        return _json(BOT_USER)
+
+    async def _get_application(self, *_: Any) -> web.Response:
+        return _json(_application())
+
+    async def _typing(self, *_: Any) -> web.Response:
+        return web.Response(status=204)
+
+    async def _get_gateway(self, *_: Any) -> web.Response:
+        return _json(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                },
+            }
+        )
+
+    async def _put_commands(self, parts: list[str], body: Any, _: web.Request) -> web.Response:
+        scope = parts[3] if len(parts) == 5 else "global"
+        stored = [
+            {
+                **command,
+                "id": str(snowflake()),
+                "application_id": str(APP_ID),
+                "version": str(snowflake()),
+                "type": command.get("type", 1),
+                "description": command.get("description", ""),
+                "default_member_permissions": None,
+                "dm_permission": True,
+                "nsfw": False,
+            }
+            for command in body
+        ]
+        if scope != "global":
+            for command in stored:
+                command["guild_id"] = scope
+        self.commands[scope] = stored
+        return _json(stored)
+
+    async def _get_channel(self, parts: list[str], *_: Any) -> web.Response:
+        channel = self.channels.get(int(parts[1]))
+        return _json(channel) if channel else _error(404, 10003, "Unknown Channel")
+
+    async def _post_message(self, parts: list[str], body: Any, _: web.Request) -> web.Response:
+        channel_id = int(parts[1])
+        reference = (body.get("message_reference") or {}).get("message_id")
+        message = self._message(
+            channel_id,
+            body.get("content") or "",
+            BOT_USER,
+            [],
+            int(reference) if reference else None,
+        )
+        message["allowed_mentions"] = body.get("allowed_mentions")
+        await self.dispatch("MESSAGE_CREATE", message)  # Discord echoes the bot's own messages
+        return _json(message)
+
+    async def _get_message(self, parts: list[str], *_: Any) -> web.Response:
+        message = self.messages.get(int(parts[3]))
+        return _json(message) if message else _error(404, 10008, "Unknown Message")
+
+    async def _patch_message(self, parts: list[str], body: Any, _: web.Request) -> web.Response:
+        message = self.messages.get(int(parts[3]))
+        if message is None:
+            return _error(404, 10008, "Unknown Message")
+        return _json(_apply_edit(message, body))
+
+    async def _start_thread(self, parts: list[str], body: Any, _: web.Request) -> web.Response:
+        channel_id, message_id = int(parts[1]), int(parts[3])
+        if channel_id in self.forbid_threads:
+            return _error(403, 50013, "Missing Permissions")
+        if message_id in self.channels:
+            return _error(400, 160004, "A thread has already been created for this message")
+        thread = _thread(message_id, channel_id, BOT_ID, body["name"])
+        self.channels[message_id] = thread
+        await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return _json(thread, 201)
+
+    async def _callback(self, parts: list[str], body: Any, _: web.Request) -> web.Response:
+        interaction_id, token = parts[1], parts[2]
+        if token in self._responded:
+            return _error(400, 40060, "Interaction has already been acknowledged.")
+        self._responded.add(token)
+        data = body.get("data") or {}
+        flags = int(data.get("flags") or 0)
+        kind = body["type"]
+        channel_id = self._interaction_channels[token]
+        content = data.get("content") or ""
+        message = self._message(
+            channel_id,
+            content,
+            BOT_USER,
+            [],
+            None,
+            flags=flags | (LOADING_FLAG if kind == 5 else 0),
+        )
+        message.update(type=20, webhook_id=str(APP_ID), application_id=str(APP_ID))
+        message["allowed_mentions"] = data.get("allowed_mentions")
+        self._originals[token] = int(message["id"])
+        return _json(
+            {
+                "interaction": {
+                    "id": interaction_id,
+                    "type": 2,
+                    "response_message_id": message["id"],
+                    "response_message_loading": kind == 5,
+                    "response_message_ephemeral": bool(flags & EPHEMERAL_FLAG),
+                },
+                "resource": {"type": kind, "message": message},
+            }
+        )
+
+    async def _followup(self, parts: list[str], body: Any, request: web.Request) -> web.Response:
+        token = parts[2]
+        if token not in self._responded:
+            return _error(404, 10015, "Unknown Webhook")
+        channel_id = self._interaction_channels[token]
+        message = self._message(
+            channel_id,
+            body.get("content") or "",
+            BOT_USER,
+            [],
+            None,
+            flags=int(body.get("flags") or 0),
+        )
+        message.update(
+            webhook_id=str(APP_ID),
+            application_id=str(APP_ID),
+            allowed_mentions=body.get("allowed_mentions"),
+        )
+        return (
+            _json(message) if request.query.get("wait") in ("true", "1", "True") else _ok(None, 204)
+        )
+
+    async def _webhook_message(
+        self, parts: list[str], body: Any, request: web.Request
+    ) -> web.Response:
+        token, which = parts[2], parts[4]
+        message_id = self._originals.get(token) if which == "@original" else int(which)
+        message = self.messages.get(message_id) if message_id else None
+        if message is None:
+            return _error(404, 10008, "Unknown Message")
+        if request.method == "DELETE":
+            message["deleted"] = True
+            return _ok(None, 204)
+        if request.method == "PATCH":
+            _apply_edit(message, body)
+            message["flags"] = int(message.get("flags", 0)) & ~LOADING_FLAG
+        return _json(message)
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        found = self.files.get(request.match_info["name"])
+        if found is None:
+            return web.Response(status=404)
+        data, content_type = found
+        return web.Response(body=data, headers={"Content-Type": content_type})
+
+    # --- payloads ---
+
+    def _message(
+        self,
+        channel_id: int,
+        content: str,
+        author: dict[str, Any],
+        attachments: list[dict[str, Any]],
+        reply_to: int | None,
+        *,
+        embeds: list[dict[str, Any]] | None = None,
+        flags: int = 0,
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "id": str(snowflake()),
+            "channel_id": str(channel_id),
+            "author": author,
+            "content": content,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments,
+            "embeds": embeds or [],
+            "pinned": False,
+            "type": 19 if reply_to else 0,
+            "flags": flags,
+        }
+        if channel_id in self.channels:
+            message["guild_id"] = str(GUILD_ID)
+        if reply_to is not None:
+            message["message_reference"] = {
+                "type": 0,
+                "message_id": str(reply_to),
+                "channel_id": str(channel_id),
+            }
+            if reply_to in self.messages:  # one level deep, as Discord sends it
+                replied = self.messages[reply_to]
+                message["referenced_message"] = {
+                    k: v for k, v in replied.items() if k != "referenced_message"
+                }
+        self.messages[int(message["id"])] = message
+        return message
+
+    def _interaction(
+        self,
+        name: str,
+        options: list[dict[str, Any]],
+        channel_id: int,
+        user: dict[str, Any],
+        attachments: dict[str, dict[str, Any]],
+    ) -> dict[str, Any]:
+        token = f"interaction-token-{snowflake()}"
+        self._interaction_channels[token] = channel_id
+        scope = str(GUILD_ID) if str(GUILD_ID) in self.commands else "global"
+        command = next(
+            (c for c in self.commands.get(scope, []) if c["name"] == name), {"id": str(snowflake())}
+        )
+        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1, "options": options}
+        if attachments:
+            data["resolved"] = {"attachments": attachments}
+        interaction: dict[str, Any] = {
+            "id": str(snowflake()),
+            "application_id": str(APP_ID),
+            "type": 2,
+            "data": data,
+            "token": token,
+            "version": 1,
+            "channel_id": str(channel_id),
+            "locale": "en-US",
+            "app_permissions": ALL_PERMISSIONS,
+            "entitlements": [],
+            "attachment_size_limit": 10 * 1024 * 1024,
+        }
+        channel = self.channels.get(channel_id)
+        if channel is not None:
+            if scope != "global":
+                data["guild_id"] = scope
+            interaction.update(
+                guild_id=str(GUILD_ID),
+                guild_locale="en-US",
+                context=0,
+                channel=channel,
+                member={**_member([MEMBER_ROLE_ID]), "user": user, "permissions": ALL_PERMISSIONS},
+                authorizing_integration_owners={"0": str(GUILD_ID)},
+            )
+        else:
+            interaction.update(
+                user=user,
+                context=1,
+                authorizing_integration_owners={"1": user["id"]},
+                channel={"id": str(channel_id), "type": 1, "recipients": [user]},
+            )
+        return interaction
+
+
+def _ok(data: Any, status: int = 200) -> web.Response:
+    if status == 204:
+        return web.Response(status=204)
+    return _json(data, status)
+
+
+def _apply_edit(message: dict[str, Any], body: Any) -> dict[str, Any]:
+    if "content" in body:
+        message["content"] = body["content"] or ""
+    if "allowed_mentions" in body:
+        message.setdefault("edit_allowed_mentions", []).append(body["allowed_mentions"])
+    message["edited_timestamp"] = _now()
+    return message
+
+
+async def _read_body(request: web.Request) -> Any:
+    if not request.can_read_body:
+        return None
+    if request.content_type.startswith("multipart/"):
+        form = await request.post()
+        payload = form.get("payload_json")
+        return json.loads(str(payload)) if payload else {}
+    return await request.json()
+
+
+def _thread(thread_id: int, parent_id: int, owner_id: int, name: str) -> dict[str, Any]:
+    return {
+        "id": str(thread_id),
+        "type": 11,
+        "guild_id": str(GUILD_ID),
+        "parent_id": str(parent_id),
+        "owner_id": str(owner_id),
+        "name": name,
+        "last_message_id": None,
+        "message_count": 0,
+        "member_count": 1,
+        "rate_limit_per_user": 0,
+        "flags": 0,
+        "thread_metadata": {
+            "archived": False,
+            "auto_archive_duration": 1440,
+            "archive_timestamp": _now(),
+            "locked": False,
+        },
+    }
+
+
+def _member(roles: list[int]) -> dict[str, Any]:
+    return {
+        "roles": [str(r) for r in roles],
+        "joined_at": _now(),
+        "deaf": False,
+        "mute": False,
+        "nick": None,
+        "flags": 0,
+    }
+
+
+def _roles() -> list[dict[str, Any]]:
+    base = {
+        "color": 0,
+        "hoist": False,
+        "position": 0,
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
+    return [
+        {**base, "id": str(GUILD_ID), "name": "@everyone", "permissions": ALL_PERMISSIONS},
+        {**base, "id": str(MEMBER_ROLE_ID), "name": "members", "position": 1, "permissions": "0"},
+        {
+            **base,
+            "id": str(BOT_ROLE_ID),
+            "name": "Glimpse",
+            "position": 2,
+            "permissions": ALL_PERMISSIONS,
+            "managed": True,
+            "tags": {"bot_id": str(BOT_ID)},
+        },
+    ]
+
+
+def _guild_channels() -> list[dict[str, Any]]:
+    def text(channel_id: int, name: str, position: int) -> dict[str, Any]:
+        return {
+            "id": str(channel_id),
+            "type": 0,
+            "guild_id": str(GUILD_ID),
+            "name": name,
+            "position": position,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "topic": None,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "flags": 0,
+        }
+
+    voice = {
+        **text(VOICE_CHANNEL_ID, "voice", 3),
+        "type": 2,
+        "bitrate": 64000,
+        "user_limit": 0,
+        "rtc_region": None,
+    }
+    return [
+        text(TEXT_CHANNEL_ID, "general", 0),
+        text(OTHER_CHANNEL_ID, "random", 1),
+        text(LOCKED_CHANNEL_ID, "no-threads", 2),
+        voice,
+    ]
+
+
+def _application() -> dict[str, Any]:
+    return {
+        "id": str(APP_ID),
+        "name": "Glimpse",
+        "icon": None,
+        "description": "",
+        "bot_public": True,
+        "bot_require_code_grant": False,
+        "owner": ALICE,
+        "verify_key": "00" * 32,
+        "flags": 0,
+        "summary": "",
+        "team": None,
+        "bot": BOT_USER,
+    }
