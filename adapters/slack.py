@@ -28,7 +28,11 @@ EVENTS_PATH = "/slack/events"
 DEFAULT_API_URL = "https://slack.com/api/"
 RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
 DRAIN_TIMEOUT_SECONDS = 30.0  # answers in flight at shutdown get this long to finish
+PLATFORM = "slack"
+SOCKET_HEALTH_INTERVAL_SECONDS = 10.0  # how often Socket Mode's connection state is reported
 APP_TOKEN_HELP = "an app-level token (xapp-…) with connections:write, or run with --http"
+# What Bolt's request parsing raises on a body that is not a JSON object or form (signed or not).
+UNREADABLE_BODY = (ValueError, RecursionError, AttributeError, TypeError)
 
 
 class SlackAdapter:
@@ -49,6 +53,7 @@ class SlackAdapter:
             "" if http else _required(secrets.slack_app_token, "SLACK_APP_TOKEN", APP_TOKEN_HELP)
         )
         self._app_token = app_token
+        self._conversations = conversations
         self._session = aiohttp.ClientSession()
         self.client = AsyncWebClient(
             token=token,
@@ -105,7 +110,12 @@ class SlackAdapter:
         return bound
 
     async def _http(self, request: web.Request) -> web.Response:
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_request = await to_bolt_request(request)
+        except UNREADABLE_BODY as exc:  # not JSON, not UTF-8, nested too deep, not an object
+            log.warning("slack: unreadable request body (%s); answered 400", type(exc).__name__)
+            return web.Response(status=400, text="unreadable request body")
+        bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
     # --- Socket Mode ---
@@ -121,6 +131,13 @@ class SlackAdapter:
     async def connect_socket_mode(self) -> None:
         await self.socket_mode_handler().connect_async()
         log.info("slack: connected in Socket Mode")
+
+    async def report_socket_health(self) -> None:
+        """Forever: tell the readiness check whether the Socket Mode connection is up."""
+        client = self.socket_mode_handler().client
+        while True:
+            self._conversations.readiness.set(PLATFORM, await client.is_connected())
+            await asyncio.sleep(SOCKET_HEALTH_INTERVAL_SECONDS)
 
     # --- the end ---
 
@@ -158,10 +175,13 @@ async def run_slack(
         await adapter.check_auth()
         if http:
             await adapter.serve_http(host, port)
+            conversations.readiness.set(PLATFORM, True)
+            await asyncio.Event().wait()
         else:
             await adapter.connect_socket_mode()
-        await asyncio.Event().wait()
+            await adapter.report_socket_health()
     finally:
+        conversations.readiness.set(PLATFORM, False)
         await adapter.close()
 
 
@@ -190,5 +210,5 @@ def _optional(secret: SecretStr | None) -> str:
 def _required(secret: SecretStr | None, name: str, what: str) -> str:
     value = _optional(secret)
     if not value:
-        raise ConfigError(f"{name} is not set: export {what} (see docs/slack.md)")
+        raise ConfigError(f"{name} is not set: export {what} (see 'Run on Slack' in the README)")
     return value

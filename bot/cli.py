@@ -7,10 +7,16 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Secrets, Settings, load_secrets, load_settings
 from bot.context import ContextError
 from bot.logs import setup_logging
+from bot.shutdown import serve_until_signalled
+
+if TYPE_CHECKING:
+    from bot.conversations import Conversations
+    from bot.health import HealthServer
 
 __all__ = ["main"]
 
@@ -77,7 +83,37 @@ def _parser() -> argparse.ArgumentParser:
         help="Slack: receive the Events API over HTTP, not Socket Mode",
     )
     run.add_argument("--port", type=int, default=3000, help="Slack HTTP port (default 3000)")
+    run.add_argument(
+        "--health-port",
+        type=_port,
+        metavar="PORT",
+        help="serve /healthz, /readyz and /metrics here (default: health_port, 8080; 0: off)",
+    )
     run.set_defaults(handler=_run)
+
+    usage = commands.add_parser(
+        "usage", parents=[common], help="print spend and tokens of recent days as a table"
+    )
+    usage.add_argument(
+        "--days", type=_positive, default=30, help="how many UTC days, today included (default 30)"
+    )
+    usage.add_argument(
+        "--by",
+        choices=["day", "channel", "user", "model", "workspace"],
+        default="day",
+        help="one line per day (default), channel, user, model or workspace",
+    )
+    usage.set_defaults(handler=_usage)
+
+    forget = commands.add_parser(
+        "forget", parents=[common], help="delete what is stored for a user or a conversation"
+    )
+    target = forget.add_mutually_exclusive_group(required=True)
+    target.add_argument("--user", metavar="ID", help="a user id (Slack U…, Discord snowflake)")
+    target.add_argument(
+        "--conversation", metavar="KEY", help="platform:workspace:channel:thread (as logged)"
+    )
+    forget.set_defaults(handler=_forget)
 
     doctor = commands.add_parser(
         "doctor", parents=[common], help="check config, key, model and store"
@@ -146,7 +182,10 @@ async def _run(args: argparse.Namespace, settings: Settings, secrets: Secrets) -
         return 2
     conversations = build_conversations(settings, secrets)
     await conversations.start()
+    health = None
     try:
+        health = await _serve_health(conversations, settings, args.health_port)
+        conversations.readiness.expect(platforms)
         runners = []
         if "discord" in platforms:
             from adapters.discord import run_discord
@@ -158,10 +197,62 @@ async def _run(args: argparse.Namespace, settings: Settings, secrets: Secrets) -
             runners.append(
                 run_slack(conversations, settings, secrets, http=args.http, port=args.port)
             )
-        await asyncio.gather(*runners)
+        await serve_until_signalled(
+            runners, drain=lambda: conversations.drain(settings.shutdown_timeout_seconds)
+        )
     finally:
+        if health is not None:
+            await health.close()
         await conversations.close()
     return 0
+
+
+async def _serve_health(
+    conversations: Conversations, settings: Settings, port: int | None
+) -> HealthServer | None:
+    from bot.health import HealthServer
+
+    port = settings.health_port if port is None else port
+    if not port:
+        return None
+    server = HealthServer(conversations, host=settings.health_host, port=port)
+    try:
+        await server.start()
+    except OSError as exc:
+        await server.close()
+        raise ConfigError(
+            f"cannot serve health checks on {settings.health_host}:{port} ({exc.strerror or exc}); "
+            "set health_port (GLIMPSE_HEALTH_PORT) or --health-port, 0 turns it off"
+        ) from None
+    return server
+
+
+async def _usage(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    from bot.admin import show_usage
+
+    return await show_usage(settings.resolved_store_url(), days=args.days, by=args.by)
+
+
+async def _forget(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    from bot.admin import forget_conversation, forget_user
+
+    if args.user is not None:
+        return await forget_user(settings.resolved_store_url(), args.user)
+    return await forget_conversation(settings.resolved_store_url(), args.conversation)
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number, 0 to 65535")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 async def _doctor(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:

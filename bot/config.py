@@ -148,6 +148,18 @@ class Settings(BaseSettings):
     block_roles: CommaList = Field(default_factory=list)
     silent_refusals: bool = False  # True: refused users get no answer at all
     user_messages_per_minute: int = Field(default=10, ge=0)  # 0: no limit
+    max_concurrent_answers: int = Field(default=64, ge=1)  # model calls at once, per process
+    busy_after_seconds: float = Field(default=20.0, ge=0)  # a longer wait for one: "I'm busy"
+
+    # --- costs (US dollars per UTC day; 0: no budget) ---
+    daily_budget_user_usd: float = Field(default=0.0, ge=0)
+    daily_budget_channel_usd: float = Field(default=0.0, ge=0)  # a thread counts in its channel
+    daily_budget_workspace_usd: float = Field(default=0.0, ge=0)
+
+    # --- operations (`glimpse run`) ---
+    health_port: int = Field(default=8080, ge=0, le=65535)  # /healthz, /readyz, /metrics; 0: off
+    health_host: str = "0.0.0.0"
+    shutdown_timeout_seconds: float = Field(default=20.0, ge=0)  # for answers in flight on SIGTERM
 
     # --- platforms ---
     discord: DiscordSettings = Field(default_factory=DiscordSettings)

@@ -6,18 +6,29 @@ import asyncio
 import enum
 import logging
 import math
+import re
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from bot.access import REFUSAL, AccessPolicy
+from bot.admission import BUSY_NOTICE, Admission, Busy
+from bot.budgets import Budgets
 from bot.config import Settings
 from bot.context import Budget, ContextBuilder, ContextError, ModelRequest
+from bot.health import Readiness
 from bot.images import ImagePipeline, PreparedBatch
+from bot.images.errors import display_name
+from bot.leases import Leases, LocalLeases
+from bot.ledger import Ledger
+from bot.ledger_memory import MemoryLedger
 from bot.messages import ConversationKey, IncomingMessage, ReplySink
+from bot.metrics import Metrics
 from bot.openrouter import ModelError, OpenRouterClient, StreamEnd, TextDelta
 from bot.ratelimit import RateLimiter, SlidingWindowLimiter
+from bot.shutdown import Gate
 from bot.store import Store, StoreError
 from bot.tokens import TokenCounter
 from bot.turns import Turn, Usage
@@ -41,6 +52,7 @@ NO_ROOM = (
     "The bot's settings leave no room for a question to the model. An operator needs to fix them."
 )
 INTERNAL_ERROR = "Something went wrong on my side and I couldn't answer. Please try again."
+DRAINING_NOTICE = "Glimpse is restarting; please try again in a moment."
 
 
 class Status(enum.Enum):
@@ -52,6 +64,9 @@ class Status(enum.Enum):
     RATE_LIMITED = "rate_limited"
     REJECTED = "rejected"  # nothing usable in the message (empty, every image refused)
     FAILED = "failed"  # the model or the bot failed; the user was told
+    OVER_BUDGET = "over_budget"  # today's budget of the user, channel or workspace is spent
+    DRAINING = "draining"  # the process is shutting down; the user was asked to try again
+    BUSY = "busy"  # no model-call slot freed up in time; the user was asked to try again
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +92,9 @@ class Conversations:
         images: ImagePipeline,
         counter: TokenCounter | None = None,
         limiter: RateLimiter | None = None,
+        leases: Leases | None = None,
+        ledger: Ledger | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -87,14 +105,22 @@ class Conversations:
         self._access = AccessPolicy(settings)
         self._builder: ContextBuilder | None = None
         self._reads_images = True
-        self._locks: dict[ConversationKey, tuple[asyncio.Lock, int]] = {}
+        self._leases: Leases = leases if leases is not None else LocalLeases()
         self._maintenance: asyncio.Task[None] | None = None
+        self._budgets = Budgets(settings, ledger if ledger is not None else MemoryLedger())
+        self._gate = Gate()
+        self.admission = Admission(
+            settings.max_concurrent_answers, busy_after_seconds=settings.busy_after_seconds
+        )
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.readiness = Readiness()  # adapters report: readiness.set("slack", True)
 
     # --- life cycle ---
 
     async def start(self) -> None:
         """Open the store, learn the model's context length, and start pruning old turns."""
         await self._store.open()
+        await self._open_ledger()
         await self._ensure_builder()
         if self._settings.retention_days and self._maintenance is None:
             self._maintenance = asyncio.create_task(self._prune_forever(), name="glimpse-prune")
@@ -106,15 +132,30 @@ class Conversations:
         await self._images.close()
         await self._client.close()
         await self._store.close()
+        await self._budgets.ledger.close()
 
     # --- what adapters call ---
 
     async def handle(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
         """Answer one message into its sink; never raises for bad input, model or store trouble."""
+        started = time.perf_counter()
+        if not self._gate.enter():
+            outcome = await self._refuse_while_draining(message, sink)
+        else:
+            try:
+                with self.metrics.waiting():
+                    outcome = await self._handle(message, sink)
+            finally:
+                self._gate.leave()
+        self.metrics.observe(message.key.platform, outcome, time.perf_counter() - started)
+        return outcome
+
+    async def _handle(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
         # Queue on the conversation before anything awaits, so one thread's messages keep their order.
         async with self._conversation_lock(message.key):
             try:
-                return await self._admit_and_answer(message, sink)
+                with self.metrics.answering():
+                    return await self._admit_and_answer(message, sink)
             except Exception:
                 log.exception("failed to handle message %s in %s", message.message_id, message.key)
                 await _tell(sink, INTERNAL_ERROR)
@@ -137,6 +178,29 @@ class Conversations:
             log.warning("could not read %s: %s", key, exc)
             return False
 
+    # --- operations ---
+
+    @property
+    def draining(self) -> bool:
+        """True once `drain` was called: new messages get DRAINING_NOTICE and no answer."""
+        return self._gate.closed
+
+    async def drain(self, timeout_seconds: float) -> int:
+        """Refuse new messages and wait for those in flight; return how many did not finish."""
+        log.info(
+            "draining: waiting up to %g s for %d answers", timeout_seconds, self._gate.in_flight
+        )
+        left = await self._gate.drain(timeout_seconds)
+        if left:
+            log.warning(
+                "%d answers still running after %g s; stopping anyway", left, timeout_seconds
+            )
+        return left
+
+    async def ping_store(self) -> None:
+        """Raise StoreError if the memory store cannot be used right now."""
+        await self._store.ping()
+
     # --- the pipeline ---
 
     async def _admit_and_answer(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
@@ -154,6 +218,10 @@ class Conversations:
             text = f"You're sending messages faster than I can answer. Try again in {math.ceil(wait)} s."
             await sink.notice(text)
             return Outcome(Status.RATE_LIMITED, text)
+        over_budget = await self._budgets.refusal(message)
+        if over_budget is not None:
+            await sink.notice(over_budget)
+            return Outcome(Status.OVER_BUDGET, over_budget)
         return await self._answer(message, sink)
 
     async def _answer(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
@@ -161,7 +229,7 @@ class Conversations:
         if message.other_files:
             notes.append(f"I can only read images, so I skipped {_names(message.other_files)}.")
         batch = await self._prepare_images(message, notes)
-        text = message.text.strip()
+        text = _readable(message.text)
         if not text and not batch.images:
             reply = " ".join(notes) if notes else EMPTY_MESSAGE_HINT
             await sink.notice(reply)
@@ -201,16 +269,21 @@ class Conversations:
         answer = ""
         end: StreamEnd | None = None
         try:
-            async for event in self._client.stream(
-                request.messages, max_tokens=self._settings.max_output_tokens
-            ):
-                if isinstance(event, TextDelta):
-                    if first_token is None:
-                        first_token = time.perf_counter() - started
-                    answer += event.text
-                    await sink.update(answer)
-                else:
-                    end = event
+            async with self.admission.slot():  # a bounded number of model calls at once
+                async for event in self._client.stream(
+                    request.messages, max_tokens=self._settings.max_output_tokens
+                ):
+                    if isinstance(event, TextDelta):
+                        if first_token is None:
+                            first_token = time.perf_counter() - started
+                        answer += event.text
+                        await sink.update(answer)
+                    else:
+                        end = event
+        except Busy:
+            log.info("busy: message %s in %s not answered", message.message_id, message.key)
+            await sink.fail(BUSY_NOTICE)
+            return Outcome(Status.BUSY, BUSY_NOTICE, request=request)
         except ModelError as exc:
             log.info(  # the client already logged the error itself; this ties it to the message
                 "model error for %s in %s: %s (%s)",
@@ -239,6 +312,8 @@ class Conversations:
         )
         await sink.finish(final)
         await self._remember(message.key, [*new_turns, self._assistant_turn(answer, usage)], sink)
+        if usage is not None:
+            await self._budgets.record(message, usage, len(request.images))
         log.info(
             "answered %s in %s: %d/%d prompt tokens counted/billed, %d completion, $%.6f, %d images, "
             "%d older turns kept (%d dropped), first token %.2f s, total %.2f s",
@@ -278,6 +353,7 @@ class Conversations:
             return PreparedBatch(images=(), refusals=())
         batch = await self._images.prepare(message.images)
         notes.extend(batch.refusals)
+        self.metrics.image_results(len(message.images) - len(batch.refusals), len(batch.refusals))
         return batch
 
     async def _load_history(self, key: ConversationKey, notes: list[str]) -> list[Turn]:
@@ -294,6 +370,17 @@ class Conversations:
         except StoreError as exc:
             log.warning("could not store turns of %s: %s", key, exc)
             await _tell(sink, NOT_SAVED_NOTE)
+
+    async def _refuse_while_draining(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
+        log.info("draining: message %s in %s not answered", message.message_id, message.key)
+        await _tell(sink, DRAINING_NOTICE)
+        return Outcome(Status.DRAINING, DRAINING_NOTICE)
+
+    async def _open_ledger(self) -> None:
+        try:
+            await self._budgets.ledger.open()
+        except StoreError as exc:
+            log.warning("the cost ledger is unavailable (%s); usage will not be recorded", exc)
 
     def _user_turns(self, message: IncomingMessage, text: str, batch: PreparedBatch) -> list[Turn]:
         """The new user turn; extra images (models that read several) come as turns just before it."""
@@ -357,17 +444,8 @@ class Conversations:
     @asynccontextmanager
     async def _conversation_lock(self, key: ConversationKey) -> AsyncIterator[None]:
         """Messages of one conversation are answered in order; other conversations run concurrently."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+        async with self._leases.hold(key):
+            yield
 
     async def _prune_forever(self) -> None:
         while True:
@@ -384,7 +462,22 @@ class Conversations:
 
 
 def _names(files: Sequence[str]) -> str:
-    return ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    shown = ", ".join(display_name(name) for name in files[:5])  # one line, no RTL overrides
+    return shown + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _readable(text: str) -> str:
+    """The text for the model: broken UTF-8 (lone surrogates) as U+FFFD; "" if nothing in it is visible."""
+    text = _LONE_SURROGATE.sub("\ufffd", text).strip()
+    return text if any(not _invisible(ch) for ch in text) else ""
+
+
+def _invisible(ch: str) -> bool:
+    """Spaces, zero-width and direction marks (Cf), control characters (Cc)."""
+    return ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc")
 
 
 async def _tell(sink: ReplySink, text: str) -> None:

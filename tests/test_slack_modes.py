@@ -97,8 +97,10 @@ async def test_run_slack_serves_http_on_the_given_port_until_cancelled() -> None
         async with aiohttp.ClientSession() as http:
             status = await _post_when_up(http, url, body)
             assert status == 200
+            assert conversations.readiness.snapshot() == {"slack": True}
             await until(lambda: _answers(slack), "the answer")
             await stop(task)
+            assert conversations.readiness.snapshot() == {"slack": False}
             with pytest.raises(aiohttp.ClientConnectionError):
                 await http.post(url, data=body)
         [question] = slack.top_level(CHANNEL)
@@ -137,6 +139,7 @@ async def test_socket_mode_receives_events_over_the_websocket_acks_them_and_answ
         payload = json.loads(event_body(event, event_id="Ev0SOCKET1"))
         first = await slack.send_envelope(payload)
         await until(lambda: slack.thread(CHANNEL, event["ts"]), "the answer")
+        await until(lambda: conversations.readiness.snapshot().get("slack"), "readiness reported")
         retry = await slack.send_envelope(payload, retry_attempt=1)
         await until(lambda: len(slack.socket_acks) >= 2, "both acks")
         await stop(task)

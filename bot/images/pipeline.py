@@ -26,6 +26,7 @@ log = logging.getLogger("glimpse.images")
 # A 50-megapixel RGBA PNG needs ~200 MB while it decodes; two at a time bounds the process's peak.
 MAX_CONCURRENT_DECODES = 2
 MAX_CONNECTIONS = 16
+NAMES_LISTED = 5  # skipped files named in a note; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,9 @@ class ImagePipeline:
         ]
         first = "only the first image is" if limit == 1 else f"only the first {limit} images are"
         log.info("images skipped: files=%r reason=over the limit of %d %s", names, limit, verb)
-        return f"{first[0].upper()}{first[1:]} {verb}; skipped {', '.join(names)}."
+        listed = ", ".join(names[:NAMES_LISTED])  # 50 attachments: a note short enough to post
+        more = f" and {len(names) - NAMES_LISTED} more" if len(names) > NAMES_LISTED else ""
+        return f"{first[0].upper()}{first[1:]} {verb}; skipped {listed}{more}."
 
     def _http(self) -> aiohttp.ClientSession:
         """The session passed in, or one created on first use and reused for the process."""

@@ -13,13 +13,16 @@ __all__ = ["MemoryStore", "SQLiteStore", "Store", "StoreError", "open_store", "s
 _SCHEMES = "sqlite:///path/to/glimpse.db, redis://host:port/db or memory://"
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, retention_days: int | None = None) -> Store:
     """The store for `url`, not yet opened (await `store.open()`).
 
     `sqlite:///relative.db` and `sqlite:////absolute/path.db` (everything after
     `sqlite:///` is the path; parent directories are created on open),
-    `memory://` (a new in-process store), `redis://` or `rediss://`.
-    Raise ValueError for a URL of another kind, StoreError if the backend is missing.
+    `memory://` (a new in-process store), `redis://` or `rediss://`
+    (`redis://[:password@]host:port/db[?prefix=name]`; keys start with `name:`, default `glimpse`).
+    `retention_days` sets the Redis turns' expiry (None: 30 days, 0: never); the other
+    backends keep turns until `prune`. Raise ValueError for a URL of another kind,
+    StoreError if the backend is missing.
     """
     scheme, separator, _ = url.partition("://")
     scheme = scheme.lower()
@@ -30,7 +33,7 @@ def open_store(url: str) -> Store:
     if scheme == "memory":
         return MemoryStore()
     if scheme in ("redis", "rediss"):
-        return _redis_store(url)
+        return _redis_store(url, retention_days)
     # The URL itself is not repeated: it may carry a password.
     raise ValueError(f"unknown store URL scheme {scheme!r}: use {_SCHEMES}")
 
@@ -46,12 +49,15 @@ def sqlite_path(url: str) -> str:
     return url[len(prefix) :]
 
 
-def _redis_store(url: str) -> Store:
+def _redis_store(url: str, retention_days: int | None) -> Store:
     try:
         module = importlib.import_module("bot.store.redis")
     except ImportError as exc:
         if exc.name in (None, "bot.store.redis"):
             raise StoreError("the Redis store is not available in this version") from exc
         raise StoreError(f"the Redis store cannot be loaded: {exc}") from exc
-    store: Store = module.RedisStore(url)
+    if retention_days is None:
+        store: Store = module.RedisStore(url)
+    else:
+        store = module.RedisStore(url, retention_seconds=retention_days * 86400)
     return store

@@ -1,0 +1,167 @@
+"""The cost ledger: what each answer used and cost, by day, workspace, channel, user and model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal, Protocol, get_args
+
+__all__ = [
+    "FORGOTTEN",
+    "RETENTION_DAYS",
+    "Dimension",
+    "Ledger",
+    "LedgerEntry",
+    "Payer",
+    "Spend",
+    "UsageRow",
+    "day_range",
+    "open_ledger",
+    "sort_rows",
+    "summarise",
+    "utc_day",
+]
+
+Dimension = Literal["day", "workspace", "channel", "user", "model"]
+DIMENSIONS: tuple[Dimension, ...] = get_args(Dimension)
+FORGOTTEN = "(forgotten)"  # shown instead of the id of a user who asked to be forgotten
+RETENTION_DAYS = 400  # usage older than this is dropped (Redis: key TTL; SQLite: on open)
+
+
+@dataclass(frozen=True, slots=True)
+class Payer:
+    """Who an answer is charged to: a user, in a channel (a thread's parent), in a workspace."""
+
+    platform: str
+    workspace: str
+    channel: str
+    user: str  # "" once the user has been forgotten
+
+    def member(self, dimension: Dimension) -> str:
+        """This payer's name in one dimension (ids are only unique per platform, so it is included)."""
+        if dimension == "user":
+            return f"{self.platform}:{self.user or FORGOTTEN}"
+        if dimension == "channel":
+            return f"{self.platform}:{self.workspace}:{self.channel}"
+        if dimension == "workspace":
+            return f"{self.platform}:{self.workspace}"
+        raise ValueError(f"a payer has no {dimension!r} member")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One answered reply: when (UTC day), who, which model, tokens, dollars and images sent."""
+
+    day: str  # YYYY-MM-DD, UTC
+    payer: Payer
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float  # US dollars, as OpenRouter reported it
+    images: int
+
+    def group(self, by: Dimension) -> str:
+        if by == "day":
+            return self.day
+        if by == "model":
+            return self.model
+        return self.payer.member(by)
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """Dollars already spent on one day by a payer's user, channel and workspace."""
+
+    user: float = 0.0
+    channel: float = 0.0
+    workspace: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Totals of one group (a day, a channel, a user, a model…) over a range of days."""
+
+    group: str
+    answers: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    images: int
+
+
+class Ledger(Protocol):
+    """Where answers' usage is recorded; backends raise StoreError when unreachable."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def record(self, entry: LedgerEntry) -> None:
+        """Add one answer's usage."""
+
+    async def spend(self, day: str, payer: Payer) -> Spend:
+        """What the payer's user, channel and workspace have spent on `day`."""
+
+    async def usage(self, first_day: str, last_day: str, by: Dimension) -> list[UsageRow]:
+        """Totals per group over the days from `first_day` to `last_day`, inclusive."""
+
+    async def forget_user(self, user: str) -> int:
+        """Anonymise the user's entries on every platform (totals stay); return how many answers."""
+
+
+def utc_day(at: float | None = None) -> str:
+    """The UTC calendar day of a unix time (now by default), as YYYY-MM-DD."""
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if at is None else at))
+
+
+def day_range(first_day: str, last_day: str) -> list[str]:
+    """Every day from `first_day` to `last_day`, inclusive, oldest first."""
+    first = dt.date.fromisoformat(first_day)
+    count = (dt.date.fromisoformat(last_day) - first).days + 1
+    return [(first + dt.timedelta(days=offset)).isoformat() for offset in range(max(0, count))]
+
+
+def summarise(entries: Iterable[LedgerEntry], by: Dimension) -> list[UsageRow]:
+    """Entries added up per group, sorted as `sort_rows` does."""
+    totals: dict[str, list[float]] = {}
+    for entry in entries:
+        row = totals.setdefault(entry.group(by), [0, 0, 0, 0.0, 0])
+        row[0] += 1
+        row[1] += entry.prompt_tokens
+        row[2] += entry.completion_tokens
+        row[3] += entry.cost
+        row[4] += entry.images
+    rows = [
+        UsageRow(group, int(a), int(p), int(c), float(cost), int(i))
+        for group, (a, p, c, cost, i) in totals.items()
+    ]
+    return sort_rows(rows, by)
+
+
+def sort_rows(rows: Iterable[UsageRow], by: Dimension) -> list[UsageRow]:
+    """Days in order; anything else by spend, biggest first."""
+    if by == "day":
+        return sorted(rows, key=lambda row: row.group)
+    return sorted(rows, key=lambda row: (-row.cost, row.group))
+
+
+def open_ledger(url: str) -> Ledger:
+    """The ledger next to the store `url` names: the same SQLite file, Redis server, or memory."""
+    from bot.store import sqlite_path
+
+    scheme = url.partition("://")[0].lower()
+    if scheme == "sqlite":
+        from bot.ledger_sqlite import SQLiteLedger
+
+        return SQLiteLedger(sqlite_path(url))
+    if scheme in ("redis", "rediss"):
+        from bot.ledger_redis import RedisLedger
+
+        return RedisLedger(url)
+    if scheme == "memory":
+        from bot.ledger_memory import MemoryLedger
+
+        return MemoryLedger()
+    raise ValueError(f"no ledger for store URL scheme {scheme!r}")

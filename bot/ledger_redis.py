@@ -1,0 +1,167 @@
+"""The cost ledger in Redis: one hash of counters per UTC day and dimension, expiring after 400 days."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from bot.ledger import (
+    DIMENSIONS,
+    FORGOTTEN,
+    RETENTION_DAYS,
+    Dimension,
+    LedgerEntry,
+    Payer,
+    Spend,
+    UsageRow,
+    day_range,
+    sort_rows,
+)
+from bot.store import StoreError
+from bot.store.redis import redis_client, redis_target
+
+__all__ = ["RedisLedger"]
+
+TTL_SECONDS = RETENTION_DAYS * 86400
+_METRICS = ("answers", "prompt", "completion", "cost", "images")
+# Hash fields are "<member>|<metric>"; members (ids joined by ":") never contain "|".
+_SEPARATOR = "|"
+
+# Move every field of one user (any platform) to that platform's "(forgotten)" member, atomically.
+_FORGET = f"""
+local moved = 0
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  local member, metric = string.match(flat[i], '^(.*)|([^|]*)$')
+  local platform, user = string.match(member or '', '^([^:]*):(.*)$')
+  if user == ARGV[1] then
+    local target = platform .. ':{FORGOTTEN}|' .. metric
+    if metric == 'cost' then
+      redis.call('HINCRBYFLOAT', KEYS[1], target, flat[i + 1])
+    else
+      redis.call('HINCRBY', KEYS[1], target, flat[i + 1])
+    end
+    redis.call('HDEL', KEYS[1], flat[i])
+    if metric == 'answers' then moved = moved + tonumber(flat[i + 1]) end
+  end
+end
+return moved
+"""
+
+
+class RedisLedger:
+    """Counters per day and dimension (HINCRBY / HINCRBYFLOAT), shared by every process.
+
+    Keys are `{prefix}:ledger:{day}:{dimension}`, with the store URL's prefix (`?prefix=`).
+    """
+
+    def __init__(self, url: str, *, prefix: str | None = None) -> None:
+        self._target = redis_target(url, prefix)
+        self._redis: Redis | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisLedger({self._target.where!r}, prefix={self._target.prefix!r})"
+
+    async def open(self) -> None:
+        if self._redis is None:
+            self._redis = redis_client(self._target)
+        async with self._using("connect") as client:
+            await client.ping()
+
+    async def close(self) -> None:
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    async def record(self, entry: LedgerEntry) -> None:
+        async with self._using("record usage") as client:
+            pipe = client.pipeline(transaction=True)
+            for dimension in DIMENSIONS:
+                key = self._key(entry.day, dimension)
+                member = entry.group(dimension)
+                for metric, amount in _amounts(entry).items():
+                    field = f"{member}{_SEPARATOR}{metric}"
+                    if isinstance(amount, float):
+                        pipe.hincrbyfloat(key, field, amount)
+                    else:
+                        pipe.hincrby(key, field, amount)
+                pipe.expire(key, TTL_SECONDS)
+            await pipe.execute()
+
+    async def spend(self, day: str, payer: Payer) -> Spend:
+        async with self._using("read today's spend") as client:
+            pipe = client.pipeline(transaction=False)
+            for dimension in ("user", "channel", "workspace"):
+                field = f"{payer.member(dimension)}{_SEPARATOR}cost"
+                pipe.hget(self._key(day, dimension), field)
+            user, channel, workspace = await pipe.execute()
+        return Spend(user=_float(user), channel=_float(channel), workspace=_float(workspace))
+
+    async def usage(self, first_day: str, last_day: str, by: Dimension) -> list[UsageRow]:
+        days = day_range(first_day, last_day)
+        async with self._using("read usage") as client:
+            pipe = client.pipeline(transaction=False)
+            for day in days:
+                pipe.hgetall(self._key(day, by))
+            hashes = await pipe.execute()
+        totals: dict[str, dict[str, float]] = {}
+        for fields in hashes:
+            for field, value in fields.items():
+                member, _, metric = field.decode().rpartition(_SEPARATOR)
+                counters = totals.setdefault(member, dict.fromkeys(_METRICS, 0.0))
+                counters[metric] = counters.get(metric, 0.0) + float(value)
+        return sort_rows((_row(member, counters) for member, counters in totals.items()), by)
+
+    async def forget_user(self, user: str) -> int:
+        if not user:
+            raise ValueError("forget_user needs a user id")
+        async with self._using("forget the user's usage") as client:
+            script = client.register_script(_FORGET)
+            moved = 0
+            async for key in client.scan_iter(match=self._key("*", "user"), count=500):
+                moved += int(await script(keys=[key], args=[user]))
+            return moved
+
+    def _key(self, day: str, dimension: str) -> str:
+        return f"{self._target.prefix}:ledger:{day}:{dimension}"
+
+    @asynccontextmanager
+    async def _using(self, action: str) -> AsyncIterator[Redis]:
+        if self._redis is None:
+            raise StoreError("the Redis ledger is closed")
+        try:
+            yield self._redis
+        except RedisError as exc:
+            detail = self._target.scrub(str(exc))
+            raise StoreError(
+                f"Redis ledger at {self._target.where} could not {action}: {detail}"
+            ) from exc
+
+
+def _amounts(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "answers": 1,
+        "prompt": entry.prompt_tokens,
+        "completion": entry.completion_tokens,
+        "cost": float(entry.cost),
+        "images": entry.images,
+    }
+
+
+def _row(member: str, counters: dict[str, float]) -> UsageRow:
+    return UsageRow(
+        group=member,
+        answers=int(counters["answers"]),
+        prompt_tokens=int(counters["prompt"]),
+        completion_tokens=int(counters["completion"]),
+        cost=counters["cost"],
+        images=int(counters["images"]),
+    )
+
+
+def _float(value: bytes | None) -> float:
+    return float(value) if value else 0.0

@@ -1,0 +1,162 @@
+"""The cost ledger as one row per answer in a `ledger` table of the store's SQLite file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from bot.ledger import (
+    FORGOTTEN,
+    RETENTION_DAYS,
+    Dimension,
+    LedgerEntry,
+    Payer,
+    Spend,
+    UsageRow,
+    sort_rows,
+    utc_day,
+)
+from bot.store import StoreError
+
+__all__ = ["SQLiteLedger"]
+
+BUSY_TIMEOUT_MS = 5000
+
+# Its own table, created if missing: the store's schema version (PRAGMA user_version) is untouched.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS ledger (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        day TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cost REAL NOT NULL,
+        images INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (day, platform, workspace, channel)",
+    "CREATE INDEX IF NOT EXISTS ledger_by_user ON ledger (user_id)",
+)
+_INSERT = (
+    "INSERT INTO ledger (day, platform, workspace, channel, user_id, model, prompt_tokens, "
+    "completion_tokens, cost, images) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SPEND = """SELECT
+    COALESCE(SUM(CASE WHEN platform = ? AND user_id = ? THEN cost END), 0),
+    COALESCE(SUM(CASE WHEN platform = ? AND workspace = ? AND channel = ? THEN cost END), 0),
+    COALESCE(SUM(CASE WHEN platform = ? AND workspace = ? THEN cost END), 0)
+    FROM ledger WHERE day = ?"""
+_GROUPS: dict[str, str] = {
+    "day": "day",
+    "workspace": "platform || ':' || workspace",
+    "channel": "platform || ':' || workspace || ':' || channel",
+    "user": f"platform || ':' || CASE WHEN user_id = '' THEN '{FORGOTTEN}' ELSE user_id END",
+    "model": "model",
+}
+
+
+class SQLiteLedger:
+    """Ledger rows in the SQLite file the store uses (its own connection; WAL shares the file)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser()
+        self._db: aiosqlite.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteLedger({str(self.path)!r})"
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"SQLite ledger cannot open {self.path}: {exc}") from exc
+        try:
+            await _prepare(db)
+        except sqlite3.Error as exc:
+            await db.close()
+            raise StoreError(f"SQLite ledger cannot prepare {self.path}: {exc}") from exc
+        self._db = db
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            await db.close()
+
+    async def record(self, entry: LedgerEntry) -> None:
+        payer = entry.payer
+        row = (
+            entry.day,
+            payer.platform,
+            payer.workspace,
+            payer.channel,
+            payer.user,
+            entry.model,
+            entry.prompt_tokens,
+            entry.completion_tokens,
+            entry.cost,
+            entry.images,
+        )
+        async with self._using("record usage") as db:
+            await db.execute(_INSERT, row)
+
+    async def spend(self, day: str, payer: Payer) -> Spend:
+        p = payer
+        params = (p.platform, p.user, p.platform, p.workspace, p.channel, p.platform, p.workspace)
+        async with self._using("read today's spend") as db:
+            rows = list(await db.execute_fetchall(_SPEND, (*params, day)))
+        user, channel, workspace = rows[0]
+        return Spend(user=float(user), channel=float(channel), workspace=float(workspace))
+
+    async def usage(self, first_day: str, last_day: str, by: Dimension) -> list[UsageRow]:
+        group = _GROUPS[by]
+        query = (
+            f"SELECT {group}, count(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), "
+            f"SUM(images) FROM ledger WHERE day BETWEEN ? AND ? GROUP BY 1"
+        )
+        async with self._using("read usage") as db:
+            rows = await db.execute_fetchall(query, (first_day, last_day))
+        return sort_rows(
+            (
+                UsageRow(str(g), int(a), int(p), int(c), float(cost), int(i))
+                for g, a, p, c, cost, i in rows
+            ),
+            by,
+        )
+
+    async def forget_user(self, user: str) -> int:
+        if not user:
+            raise ValueError("forget_user needs a user id")
+        async with self._using("forget the user's usage") as db:
+            cursor = await db.execute("UPDATE ledger SET user_id = '' WHERE user_id = ?", (user,))
+            return cursor.rowcount
+
+    @asynccontextmanager
+    async def _using(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+        if self._db is None:
+            raise StoreError("the SQLite ledger is closed")
+        try:
+            yield self._db
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite ledger could not {action}: {exc}") from exc
+
+
+async def _prepare(db: aiosqlite.Connection) -> None:
+    """Settings, the table if missing, and rows past the retention dropped."""
+    await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    await db.execute_fetchall("PRAGMA journal_mode = WAL")
+    for statement in _SCHEMA:
+        await db.execute(statement)
+    oldest = dt.date.fromisoformat(utc_day()) - dt.timedelta(days=RETENTION_DAYS)
+    await db.execute("DELETE FROM ledger WHERE day < ?", (oldest.isoformat(),))

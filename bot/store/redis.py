@@ -1,0 +1,340 @@
+"""The shared memory store: turns, claimed event ids and an author index in one Redis."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import RedisError
+
+from bot.messages import ConversationKey
+from bot.store.base import StoreError
+from bot.store.codec import KEY_COLUMNS, TURN_COLUMNS, key_params, row_to_turn, turn_to_row
+from bot.turns import Turn
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "RedisStore",
+    "RedisTarget",
+    "conversation_part",
+    "decode_turn",
+    "encode_turn",
+    "is_redis_url",
+    "redis_client",
+    "redis_target",
+]
+
+log = logging.getLogger("glimpse.store.redis")
+
+DEFAULT_PREFIX = "glimpse"
+DEFAULT_RETENTION_SECONDS = 30 * 86400
+DEFAULT_MAX_TURNS = 1000  # per conversation; more than any request can use (history_turns is 200)
+INDEX_GRACE_SECONDS = 86400  # the author index outlives its turns by this, so forget finds them
+CONNECT_TIMEOUT_SECONDS = 2.0
+COMMAND_TIMEOUT_SECONDS = 5.0
+RETRIES = 2  # after a dropped connection: reconnect and try again, then give up (StoreError)
+RETRY_BASE_SECONDS = 0.05
+RETRY_CAP_SECONDS = 0.5
+HEALTH_CHECK_INTERVAL_SECONDS = 30
+SCAN_BATCH = 500
+FORMAT_VERSION = 1
+
+_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+# A stored turn is three parts joined by b"\n": a JSON header that Lua reads (created_at,
+# author_id), a JSON body with the rest, and the image's raw bytes (empty without an image).
+# JSON is ASCII-only (ensure_ascii), so the first two newlines are always the separators.
+_HEADER = ("created_at", "author_id")
+_BODY = tuple(c for c in TURN_COLUMNS if c not in _HEADER and c != "image")
+
+# Remove the turns of one list that match: ARGV[1] is "before" (created_at < ARGV[2]) or
+# "author" (author_id == ARGV[2]). Reads the list in small windows, marks doomed turns with
+# a tombstone (ARGV[3]) and removes them with one LREM: atomic, and never the whole list in memory.
+_FILTER_LUA = """
+local key, mode, value, tombstone = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local cutoff = tonumber(value)
+local length = redis.call('LLEN', key)
+local removed = 0
+for start = 0, length - 1, 64 do
+  local items = redis.call('LRANGE', key, start, start + 63)
+  for i, item in ipairs(items) do
+    local stop = string.find(item, '\\n', 1, true)
+    local header = cjson.decode(string.sub(item, 1, stop - 1))
+    local doomed
+    if mode == 'before' then
+      doomed = header.created_at < cutoff
+    else
+      doomed = header.author_id == value
+    end
+    if doomed then
+      redis.call('LSET', key, start + i - 1, tombstone)
+      removed = removed + 1
+    end
+  end
+end
+if removed > 0 then
+  redis.call('LREM', key, 0, tombstone)
+end
+return removed
+"""
+_TOMBSTONE = b"\x00glimpse-removed\x00"  # never a stored turn: those start with "{"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """Where a redis:// URL points, split into what redis-py needs and what Glimpse adds."""
+
+    url: str  # for redis-py: the URL without Glimpse's own `prefix` parameter
+    prefix: str  # every key starts with `{prefix}:`
+    where: str  # host:port/db, safe to log (no user name, no password)
+    password: str | None
+
+    def scrub(self, text: str) -> str:
+        """`text` with the password blanked out, wherever an error message might echo it."""
+        if self.password:
+            for form in {self.password, quote(self.password, safe="")}:
+                text = text.replace(form, "***")
+        return text
+
+
+def is_redis_url(url: str) -> bool:
+    return url.lower().startswith(("redis://", "rediss://"))
+
+
+def redis_target(url: str, prefix: str | None = None) -> RedisTarget:
+    """Parse a `redis://[:password@]host[:port][/db][?prefix=name]` URL; raise ValueError if it is not one."""
+    if not is_redis_url(url):
+        raise ValueError("a Redis store URL starts with redis:// or rediss://")
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    named = [value for name, value in query if name == "prefix"]
+    chosen = prefix or (named[-1] if named else DEFAULT_PREFIX)
+    if not _PREFIX_PATTERN.fullmatch(chosen):
+        raise ValueError(
+            f"a Redis key prefix is 1-100 letters, digits and . _ - : characters (got {chosen!r})"
+        )
+    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
+    return RedisTarget(
+        url=urlunsplit(parts._replace(query=rest)),
+        prefix=chosen,
+        where=_where(parts.hostname, parts.netloc, parts.path),
+        password=parts.password,
+    )
+
+
+def redis_client(target: RedisTarget) -> Redis:
+    """A client with its own connection pool (connections open lazily, reconnect by themselves)."""
+    return Redis.from_url(
+        target.url,
+        decode_responses=False,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=COMMAND_TIMEOUT_SECONDS,
+        retry=Retry(ExponentialWithJitterBackoff(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS), RETRIES),
+        health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
+        client_name=target.prefix,
+    )
+
+
+def conversation_part(key: ConversationKey) -> str:
+    """The conversation's part of a key name: each key part percent-escaped (so ':' never collides)."""
+    return ":".join(quote(part, safe="") for part in key_params(key))
+
+
+def encode_turn(key: ConversationKey, turn: Turn) -> bytes:
+    """Validate the turn; the bytes a conversation list holds for it."""
+    values = dict(zip(KEY_COLUMNS + TURN_COLUMNS, turn_to_row(key, turn), strict=True))
+    header = {"v": FORMAT_VERSION, **{column: values[column] for column in _HEADER}}
+    body = {column: values[column] for column in _BODY}
+    return b"\n".join(
+        (_json(header).encode("ascii"), _json(body).encode("ascii"), values["image"] or b"")
+    )
+
+
+def decode_turn(item: bytes) -> Turn:
+    header_bytes, body_bytes, image = item.split(b"\n", 2)
+    header = json.loads(header_bytes)
+    if header.get("v") != FORMAT_VERSION:
+        raise StoreError(
+            f"a stored turn has format {header.get('v')!r}, which this Glimpse does not read; "
+            "upgrade Glimpse"
+        )
+    values = {**header, **json.loads(body_bytes), "image": image}
+    return row_to_turn([values[column] for column in TURN_COLUMNS])
+
+
+class RedisStore:
+    """The Store contract in Redis, shared by every Glimpse process that uses the same URL and prefix.
+
+    Keys (`P` is the prefix, parts percent-escaped): `P:conv:{platform}:{workspace}:{channel}:{thread}`
+    a list of turns, oldest first; `P:claim:{event id}` a claimed event id (SET NX PX);
+    `P:author:{author id}` the set of conversation lists an author wrote in (for forget_user).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str | None = None,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+        max_turns: int = DEFAULT_MAX_TURNS,
+    ) -> None:
+        self.target = redis_target(url, prefix)
+        self.client = redis_client(self.target)  # one pool; the rate limiter and leases share it
+        self._retention_ms = max(0, int(retention_seconds * 1000))
+        self._max_turns = max(0, max_turns)
+        self._filter = self.client.register_script(_FILTER_LUA)
+        self._open = False
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.target.where!r}, prefix={self.target.prefix!r})"
+
+    # --- lifecycle ---
+
+    async def open(self) -> None:
+        if self._open:
+            return
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            await self._disconnect_quietly()
+            raise self._error("connect", exc) from None
+        self._open = True
+
+    async def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        try:
+            await self.client.aclose()
+        except (RedisError, OSError) as exc:
+            raise self._error("close its connections", exc) from None
+
+    async def ping(self) -> None:
+        async with self._using("answer a ping") as client:
+            await client.ping()
+
+    # --- turns ---
+
+    async def load(self, key: ConversationKey, limit: int) -> list[Turn]:
+        async with self._using("load turns") as client:
+            if limit <= 0:
+                return []
+            items = cast(list[bytes], await client.lrange(self._conversation(key), -limit, -1))
+        return [decode_turn(item) for item in items]
+
+    async def append(self, key: ConversationKey, turns: Sequence[Turn]) -> None:
+        items = [encode_turn(key, turn) for turn in turns]
+        if not items:
+            return
+        name = self._conversation(key)
+        authors = sorted({turn.author_id for turn in turns if turn.author_id})
+        async with self._using("store turns") as client:
+            async with client.pipeline(transaction=True) as pipe:  # MULTI … EXEC
+                pipe.rpush(name, *items)
+                if self._max_turns:
+                    pipe.ltrim(name, -self._max_turns, -1)
+                self._expire(pipe, name, self._retention_ms)
+                for author in authors:
+                    index = self._author(author)
+                    pipe.sadd(index, name)
+                    self._expire(pipe, index, self._index_ms)
+                await pipe.execute()
+
+    async def reset(self, key: ConversationKey) -> None:
+        async with self._using("forget the conversation") as client:
+            await client.delete(self._conversation(key))
+
+    async def prune(self, older_than: float) -> int:
+        """Remove turns older than the cutoff from every conversation list (TTL drops idle ones whole)."""
+        removed = 0
+        async with self._using("prune old turns") as client:
+            async for name in client.scan_iter(
+                match=f"{self.target.prefix}:conv:*", count=SCAN_BATCH, _type="list"
+            ):
+                removed += await self._remove(name, "before", repr(float(older_than)))
+        return removed
+
+    async def forget_user(self, author_id: str) -> int:
+        if not author_id:
+            raise ValueError(
+                "forget_user needs an author id (an empty one would match every bot turn)"
+            )
+        index = self._author(author_id)
+        async with self._using("forget the user") as client:
+            names = list(await client.smembers(index))
+            removed = 0
+            for name in names:
+                removed += await self._remove(name, "author", author_id)
+            if names:
+                await client.srem(index, *names)
+        return removed
+
+    # --- claims ---
+
+    async def claim(self, event_id: str, ttl_seconds: float) -> bool:
+        name = f"{self.target.prefix}:claim:{quote(event_id, safe='')}"
+        async with self._using("claim the event") as client:
+            won = await client.set(name, b"1", nx=True, px=max(1, int(ttl_seconds * 1000)))
+        return bool(won)
+
+    # --- helpers ---
+
+    @property
+    def _index_ms(self) -> int:
+        """The author index's expiry: a little longer than the turns' (0: neither expires)."""
+        return self._retention_ms + INDEX_GRACE_SECONDS * 1000 if self._retention_ms else 0
+
+    def _conversation(self, key: ConversationKey) -> str:
+        return f"{self.target.prefix}:conv:{conversation_part(key)}"
+
+    def _author(self, author_id: str) -> str:
+        return f"{self.target.prefix}:author:{quote(author_id, safe='')}"
+
+    async def _remove(self, name: bytes | str, mode: str, value: str) -> int:
+        return int(await self._filter(keys=[name], args=[mode, value, _TOMBSTONE]))
+
+    @staticmethod
+    def _expire(pipe: Pipeline, name: str, milliseconds: int) -> None:
+        if milliseconds:
+            pipe.pexpire(name, milliseconds)
+        else:
+            pipe.persist(name)
+
+    @asynccontextmanager
+    async def _using(self, action: str) -> AsyncIterator[Redis]:
+        """The client, if the store is open; Redis and socket errors become StoreError."""
+        if not self._open:
+            raise StoreError("the Redis store is closed")
+        try:
+            yield self.client
+        except (RedisError, OSError) as exc:
+            raise self._error(action, exc) from None
+
+    def _error(self, action: str, exc: BaseException) -> StoreError:
+        detail = self.target.scrub(str(exc) or type(exc).__name__)
+        return StoreError(f"Redis store at {self.target.where} could not {action}: {detail}")
+
+    async def _disconnect_quietly(self) -> None:
+        try:
+            await self.client.aclose()
+        except (RedisError, OSError) as exc:
+            log.debug("closing the Redis pool after a failed connect: %s", type(exc).__name__)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def _where(hostname: str | None, netloc: str, path: str) -> str:
+    host_port = netloc.rpartition("@")[2] or hostname or "localhost"
+    return f"{host_port}{path or '/0'}"

@@ -1,0 +1,149 @@
+"""What can be checked of the Docker image and compose file without a Docker engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from importlib import import_module, metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.cli import main
+from bot.config import DiscordSettings, Secrets, Settings, SlackSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+HEALTH_URL = re.compile(
+    r"http://127\.0\.0\.1:' \+ os\.environ\.get\('GLIMPSE_HEALTH_PORT', '(\d+)'\) \+ '(/\w+)'"
+)
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """The Dockerfile as (INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    result = []
+    for line in joined.splitlines():
+        if line.strip():
+            instruction, _, arguments = line.strip().partition(" ")
+            result.append((instruction.upper(), arguments.strip()))
+    return result
+
+
+def _all(instruction: str) -> list[str]:
+    return [arguments for name, arguments in _instructions() if name == instruction]
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+
+
+def _default(field: str) -> Any:
+    return Settings.model_fields[field].default
+
+
+def test_the_image_is_multi_stage_on_slim_python_and_runs_as_a_user() -> None:
+    stages = _all("FROM")
+    assert len(stages) >= 2
+    assert all(stage.split()[0] == "python:3.11-slim" for stage in stages)
+    [user] = _all("USER")
+    assert user not in ("root", "0")
+    assert _instructions().index(("USER", user)) > _instructions().index(("FROM", stages[-1]))
+
+
+def test_the_image_installs_exactly_as_the_readme_does() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme_install = re.search(r"^pip install -e \.", readme, re.MULTILINE)
+    assert readme_install is not None
+    pip_runs = [run for run in _all("RUN") if "pip install" in run]
+    assert pip_runs == ["pip install ."]  # the README's line without -e (no source tree to edit)
+    assert shlex.split(readme_install.group(0)) == ["pip", "install", "-e", "."]
+
+
+def test_the_entrypoint_is_the_console_script_and_cmd_a_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    [entrypoint] = _all("ENTRYPOINT")
+    [command] = json.loads(entrypoint)
+    module, _, function = scripts[command].partition(":")
+    assert getattr(import_module(module), function) is main
+
+    cmd = json.loads(_all("CMD")[-1])
+    with pytest.raises(SystemExit) as exit_:
+        main([*cmd, "--help"])
+    assert exit_.value.code == 0
+    assert "--health-port" in capsys.readouterr().out
+
+
+def test_the_healthcheck_asks_healthz_on_the_default_health_port() -> None:
+    [check] = _all("HEALTHCHECK")
+    found = HEALTH_URL.search(check)
+    assert found is not None, check
+    assert (int(found.group(1)), found.group(2)) == (_default("health_port"), "/healthz")
+    assert "curl" not in check
+    assert [str(_default("health_port"))] == _all("EXPOSE")
+
+
+def test_compose_runs_glimpse_with_redis_on_an_append_only_volume() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"glimpse", "redis"}
+    redis, glimpse = services["redis"], services["glimpse"]
+    assert redis["command"][-2:] == ["--appendonly", "yes"]
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert glimpse["env_file"] == ".env"
+    assert "redis://redis:6379" in glimpse["environment"]["GLIMPSE_STORE_URL"]
+    assert "redis" in glimpse["depends_on"]
+    published = [port.split(":")[-1] for port in glimpse["ports"]]
+    assert str(_default("health_port")) in published
+
+
+def test_compose_waits_longer_than_the_shutdown_timeout_before_killing() -> None:
+    grace = _compose()["services"]["glimpse"]["stop_grace_period"]
+    assert grace.endswith("s")
+    assert float(grace[:-1]) > _default("shutdown_timeout_seconds")
+
+
+def test_env_example_names_every_variable_and_holds_no_secret() -> None:
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    values = {
+        found.group(1): found.group(2)
+        for found in map(re.compile(r"#? ?([A-Z0-9_]+)=(.*)").match, text.splitlines())
+        if found is not None
+    }
+    expected = {name.upper() for name in Secrets.model_fields} | {"GLIMPSE_CONFIG"}
+    expected |= {f"GLIMPSE_{name.upper()}" for name in Settings.model_fields} - {"GLIMPSE_BASE_URL"}
+    expected |= {"OPENROUTER_BASE_URL"}
+    for prefix, model in (("DISCORD", DiscordSettings), ("SLACK", SlackSettings)):
+        expected -= {f"GLIMPSE_{prefix}"}
+        expected |= {f"GLIMPSE_{prefix}__{name.upper()}" for name in model.model_fields}
+    assert sorted(expected - set(values)) == []
+    secrets = ("OPENROUTER_API_KEY", "DISCORD_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    assert all(values[name] == "" for name in (*secrets, "SLACK_APP_TOKEN"))
+
+
+def test_dockerignore_keeps_what_the_image_copies_and_drops_secrets() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    copied = {
+        source
+        for copy in _all("COPY")
+        if not copy.startswith("--from")
+        for source in copy.split()[:-1]
+    }
+    assert copied == {"pyproject.toml", "README.md", "bot", "adapters"}
+    assert not copied & ignored
+    assert {".env", ".git", "*.db"} <= ignored
+
+
+def test_the_tokenizer_ships_inside_the_llama_models_wheel() -> None:
+    files = {str(path) for path in metadata.files("llama-models") or []}
+    assert "llama_models/llama3/tokenizer.model" in files
