@@ -9,10 +9,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.server import LoopbackServer
 
 __all__ = [
     "ALICE",
@@ -124,8 +125,10 @@ class GatewayConnection:
 
 
 @dataclass
-class FakeDiscord:
+class FakeDiscord(LoopbackServer):
     """Discord on 127.0.0.1. `api_base` for `Route.BASE`, `gateway_url` for `DEFAULT_GATEWAY`."""
+
+    RUNNER_OPTIONS: ClassVar[dict[str, Any]] = {"handler_cancellation": True}
 
     token: str = "fake-discord-token"
     refuse_intents: bool = False  # close the gateway with 4014 after IDENTIFY
@@ -143,7 +146,6 @@ class FakeDiscord:
     )  # attachment name -> (bytes, type)
 
     def __post_init__(self) -> None:
-        self._runner: web.AppRunner | None = None
         self._ws: web.WebSocketResponse | None = None
         self._sockets: list[web.WebSocketResponse] = []
         self._connected = asyncio.Event()
@@ -152,7 +154,6 @@ class FakeDiscord:
         self._originals: dict[str, int] = {}  # interaction token -> original response message id
         self._responded: set[str] = set()
         self._interaction_channels: dict[str, int] = {}  # interaction token -> channel id
-        self.port = 0
         for channel in _guild_channels():
             self.channels[int(channel["id"])] = channel
 
@@ -173,35 +174,16 @@ class FakeDiscord:
     def attachment_url(self, name: str) -> str:
         return f"{self.base_url}/attachments/{name}"
 
-    async def start(self) -> FakeDiscord:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/attachments/{name}", self._attachment)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
+        return app
 
-    async def close(self) -> None:
+    async def _before_close(self) -> None:
         for ws in self._sockets:
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeDiscord:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # --- what tests drive ---
 

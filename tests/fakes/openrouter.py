@@ -9,11 +9,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+from tests.fakes.server import LoopbackServer
 
 __all__ = [
     "FAKE_API_KEY",
@@ -172,11 +173,18 @@ _DEFAULT_MESSAGES = {
 
 
 @dataclass
-class FakeOpenRouter:
+class FakeOpenRouter(LoopbackServer):
     """OpenRouter on 127.0.0.1: chat completions (JSON and SSE), GET /models, GET /key.
 
     Use as `async with FakeOpenRouter() as fake:` and point clients at `fake.base_url`.
     """
+
+    # handler_cancellation: a handler stops as soon as its client goes away (hung or abandoned streams).
+    RUNNER_OPTIONS: ClassVar[dict[str, Any]] = {
+        "shutdown_timeout": SHUTDOWN_TIMEOUT_SECONDS,
+        "handler_cancellation": True,
+    }
+    SITE_OPTIONS: ClassVar[dict[str, Any]] = {"backlog": SERVER_BACKLOG}
 
     api_key: str = FAKE_API_KEY
     reply: str = DEFAULT_REPLY
@@ -211,8 +219,6 @@ class FakeOpenRouter:
             "key": deque(),
         }
         self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # --- lifecycle ---
 
@@ -220,40 +226,15 @@ class FakeOpenRouter:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}{API_PREFIX}"
 
-    async def start(self) -> FakeOpenRouter:
+    def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post(f"{API_PREFIX}/chat/completions", self._chat)
         app.router.add_get(f"{API_PREFIX}/models", self._models)
         app.router.add_get(f"{API_PREFIX}/key", self._key)
-        # handler_cancellation: a handler stops as soon as its client goes away (hung or abandoned streams).
-        self._runner = web.AppRunner(
-            app,
-            access_log=None,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-            handler_cancellation=True,
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=SERVER_BACKLOG)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
+        return app
 
-    async def close(self) -> None:
+    async def _before_close(self) -> None:
         self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOpenRouter:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # --- scripting ---
 

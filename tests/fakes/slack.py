@@ -11,11 +11,12 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.server import LoopbackServer
 
 __all__ = [
     "APP_TOKEN",
@@ -74,8 +75,10 @@ class _Fault:
 
 
 @dataclass
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """Slack's Web API on 127.0.0.1. Use as `async with FakeSlack() as slack:`; point the app at `slack.api_url`."""
+
+    RUNNER_OPTIONS: ClassVar[dict[str, Any]] = {"shutdown_timeout": 0.5}
 
     bot_token: str = BOT_TOKEN
     app_token: str = APP_TOKEN
@@ -98,10 +101,8 @@ class FakeSlack:
         self._files: dict[str, tuple[bytes, str]] = {}
         self._file_objects: dict[str, dict[str, Any]] = {}
         self._ts = itertools.count(1)
-        self._runner: web.AppRunner | None = None
         self._sockets: list[web.WebSocketResponse] = []
         self._socket_connected = asyncio.Event()
-        self.port = 0
 
     # --- life cycle ---
 
@@ -114,36 +115,18 @@ class FakeSlack:
         """What SLACK_API_URL is set to (slack_sdk's convention: ends with a slash)."""
         return f"{self.base_url}/api/"
 
-    async def start(self) -> FakeSlack:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)  # slack_sdk GETs a few read methods
         app.router.add_get("/files-pri/{path:.*}", self._file)
         app.router.add_post("/commands/{id}", self._response_url)
         app.router.add_get(SOCKET_PATH, self._socket)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
+        return app
 
-    async def close(self) -> None:
+    async def _before_close(self) -> None:
         for socket in self._sockets:
             await socket.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeSlack:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # --- scripting ---
 
