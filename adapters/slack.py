@@ -12,7 +12,10 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_listeners import SlackListeners
@@ -27,6 +30,7 @@ log = logging.getLogger("glimpse.slack")
 EVENTS_PATH = "/slack/events"
 DEFAULT_API_URL = "https://slack.com/api/"
 RATE_LIMIT_RETRIES = 3  # 429s retried after Slack's Retry-After
+SERVER_ERROR_RETRIES = 2  # a 500/503 blip must not cost a finished answer (backoff 0.5 s, 1 s)
 DRAIN_TIMEOUT_SECONDS = 30.0  # answers in flight at shutdown get this long to finish
 PLATFORM = "slack"
 SOCKET_HEALTH_INTERVAL_SECONDS = 10.0  # how often Socket Mode's connection state is reported
@@ -63,6 +67,9 @@ class SlackAdapter:
         )
         self.client.retry_handlers.append(
             AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)
+        )
+        self.client.retry_handlers.append(
+            AsyncServerErrorRetryHandler(max_retry_count=SERVER_ERROR_RETRIES)
         )
         # process_before_response: listeners only ack and start a task, so Slack still hears back at
         # once, and the HTTP response never races the listener (Bolt's lazy listeners are untracked).
@@ -110,6 +117,10 @@ class SlackAdapter:
         return bound
 
     async def _http(self, request: web.Request) -> web.Response:
+        stamp = request.headers.get("X-Slack-Request-Timestamp")
+        if stamp is not None and not stamp.strip().isdigit():  # Bolt would fail with a 500
+            log.warning("slack: request with a malformed signature timestamp; answered 401")
+            return web.Response(status=401, text="invalid request signature")
         try:
             bolt_request = await to_bolt_request(request)
         except UNREADABLE_BODY as exc:  # not JSON, not UTF-8, nested too deep, not an object

@@ -11,6 +11,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_format import escape, to_mrkdwn, to_native_markdown
+from adapters.split import split_message
 from adapters.streaming import StreamingSink
 
 __all__ = [
@@ -155,7 +156,9 @@ class SlackReplySink(StreamingSink):
         if self._unavailable:
             return
         try:
-            await self._thread.post(to_mrkdwn(text))
+            # A long note (many refused files) goes in several messages.
+            for piece in split_message(text, PIECE_CHARS):
+                await self._thread.post(to_mrkdwn(piece))
         except SlackUnavailable as exc:
             self._give_up(exc)
 

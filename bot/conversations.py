@@ -9,6 +9,7 @@ import math
 import re
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ __all__ = ["Conversations", "Outcome", "Status"]
 log = logging.getLogger("glimpse.conversations")
 
 DEDUP_TTL_SECONDS = 24 * 3600
+LOCAL_CLAIMS = 10_000  # ids this process remembers itself, for dedup while the store is down
 PRUNE_INTERVAL_SECONDS = 3600
 DEFAULT_IMAGE_QUESTION = "What is in this image?"
 EMPTY_MESSAGE_HINT = "Ask me a question, or attach an image and I'll tell you what I see."
@@ -109,6 +111,7 @@ class Conversations:
         self._maintenance: asyncio.Task[None] | None = None
         self._budgets = Budgets(settings, ledger if ledger is not None else MemoryLedger())
         self._gate = Gate()
+        self._local_claims: OrderedDict[str, None] = OrderedDict()
         self.admission = Admission(
             settings.max_concurrent_answers, busy_after_seconds=settings.busy_after_seconds
         )
@@ -337,11 +340,17 @@ class Conversations:
 
     async def _claim(self, message: IncomingMessage) -> bool:
         event_id = f"{message.key.platform}:{message.key.workspace}:{message.message_id}"
+        seen_here = event_id in self._local_claims
+        self._local_claims[event_id] = None
+        while len(self._local_claims) > LOCAL_CLAIMS:
+            self._local_claims.popitem(last=False)
         try:
             return await self._store.claim(event_id, DEDUP_TTL_SECONDS)
-        except StoreError as exc:
-            log.warning("dedup unavailable (%s); answering %s anyway", exc, message.message_id)
-            return True
+        except StoreError as exc:  # a platform's second delivery must not be answered twice
+            log.warning(
+                "dedup unavailable (%s); %s checked in this process only", exc, message.message_id
+            )
+            return not seen_here
 
     async def _prepare_images(self, message: IncomingMessage, notes: list[str]) -> PreparedBatch:
         if not message.images:

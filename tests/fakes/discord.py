@@ -154,6 +154,7 @@ class FakeDiscord(LoopbackServer):
         self._originals: dict[str, int] = {}  # interaction token -> original response message id
         self._responded: set[str] = set()
         self._interaction_channels: dict[str, int] = {}  # interaction token -> channel id
+        self._faults: list[tuple[str, str, int, float]] = []  # method, path part, status, wait
         for channel in _guild_channels():
             self.channels[int(channel["id"])] = channel
 
@@ -253,6 +254,15 @@ class FakeDiscord(LoopbackServer):
         self._connected.clear()
         assert self._ws is not None
         await self._ws.send_str(json.dumps({"op": 7, "d": None, "s": None, "t": None}))
+
+    def fail_next(
+        self, method: str, path_part: str, status: int, *, times: int = 1, retry_after: float = 0.0
+    ) -> None:
+        """Answer the next `times` REST calls matching `method` and `path_part` with `status`.
+
+        429 comes as Discord sends it (JSON `retry_after`, a `Via` header), so discord.py waits and retries.
+        """
+        self._faults.extend([(method, path_part, status, retry_after)] * times)
 
     def attachment(self, name: str, data: bytes, content_type: str) -> dict[str, Any]:
         """Host a file and describe it as a Discord attachment object."""
@@ -394,11 +404,31 @@ class FakeDiscord(LoopbackServer):
             ("/webhooks/", "/interactions/")
         ):
             return _error(401, 0, "401: Unauthorized")
+        if (fault := self._take_fault(request.method, path)) is not None:
+            return fault
         parts = path.strip("/").split("/")
         handler = self._route(request.method, parts)
         if handler is None:
             return _error(404, 0, f"404: Not Found ({request.method} {path})")
         return await handler(parts, body, request)
+
+    def _take_fault(self, method: str, path: str) -> web.Response | None:
+        for index, (fault_method, part, status, retry_after) in enumerate(self._faults):
+            if fault_method == method and part in path:
+                del self._faults[index]
+                if status != 429:
+                    return _error(status, 0, f"{status}: scripted failure")
+                response = _json(
+                    {
+                        "message": "You are being rate limited.",
+                        "retry_after": retry_after,
+                        "global": False,
+                    },
+                    429,
+                )
+                response.headers.update({"Via": "1.1 google", "Retry-After": str(retry_after)})
+                return response
+        return None
 
     def _route(self, method: str, parts: list[str]) -> Callable[..., Any] | None:
         routes: list[tuple[str, tuple[str, ...], Callable[..., Any]]] = [

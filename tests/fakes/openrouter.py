@@ -211,6 +211,8 @@ class FakeOpenRouter(LoopbackServer):
     requests: list[RecordedRequest] = field(default_factory=list)
     request_count: int = 0
     active_streams: int = 0  # SSE responses currently open
+    peak_streams: int = 0  # the most SSE responses ever open at once
+    scripted: Callable[[dict[str, Any]], bool] | None = None  # who meets faults; None: all
 
     def __post_init__(self) -> None:
         self._queues: dict[str, deque[_Behaviour]] = {
@@ -293,7 +295,8 @@ class FakeOpenRouter(LoopbackServer):
         self._record(request, body)
         if (denied := self._check_auth(request)) is not None:
             return denied
-        behaviour = self._next("chat")
+        scripted = self.scripted is None or self.scripted(body)
+        behaviour = self._next("chat") if scripted else None
         if isinstance(behaviour, _Fail):
             return _error_response(behaviour)
         if isinstance(behaviour, _Hang):
@@ -339,6 +342,7 @@ class FakeOpenRouter(LoopbackServer):
             }
         )
         self.active_streams += 1
+        self.peak_streams = max(self.peak_streams, self.active_streams)
         try:
             return await self._write_stream(
                 request, response, body, model, text, behaviour, generation_id

@@ -1,0 +1,81 @@
+"""Hostile input through the terminal: `glimpse chat -m` as a real process, with bad files and bad bytes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.openrouter import FakeOpenRouter
+from tests.reliability.checks import ANSWER_PREFIX, echo, image_parts, user_text
+from tests.reliability.corpus import CASES, Case
+from tests.reliability.harness import glimpse, glimpse_env
+
+BAD_FILES = ("truncated-jpeg", "bomb-png", "svg-as-png", "pdf-as-png", "text-as-jpeg", "empty-file")
+HINT = "Ask me a question"
+
+
+@pytest.fixture
+def env(fake_openrouter: FakeOpenRouter, tmp_path: Path) -> dict[str, str]:
+    fake_openrouter.responder = echo
+    store = f"sqlite:///{tmp_path / 'glimpse.db'}"
+    return glimpse_env(fake_openrouter, store_url=store, GLIMPSE_IMAGES_PER_MESSAGE="8")
+
+
+async def test_broken_files_and_invalid_utf8_are_refused_by_name_and_the_question_answered(
+    env: dict[str, str], fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    cases = [case for case in CASES if case.id in BAD_FILES]
+    paths = [_write(tmp_path, case) for case in cases]
+    undecodable = _write_undecodable(tmp_path, cases[0].files[0].data)
+    args: list[str | bytes] = ["chat", "-m", b"caf\xe9 au lait? \xff"]
+    files: list[str | bytes] = [*paths, undecodable]
+    for path in files:
+        args += ["--image", path]
+
+    run = await glimpse(*args, env=env)
+
+    assert run.code == 0, run.err
+    assert run.out.startswith(ANSWER_PREFIX) and "caf\ufffd au lait? \ufffd" in run.out
+    refusals = [line for line in run.err.splitlines() if line.startswith("glimpse: ")]
+    for case, path in zip(cases, paths, strict=True):
+        assert any(Path(path).name in line for line in refusals), (case.id, run.err)
+    assert any("caf -" in line and ".jpg is damaged" in line for line in refusals), run.err
+    [request] = fake_openrouter.chat_requests
+    assert image_parts(request.body) == []
+
+
+async def test_a_message_of_only_zero_width_characters_gets_the_hint_and_no_model_call(
+    env: dict[str, str], fake_openrouter: FakeOpenRouter
+) -> None:
+    run = await glimpse("chat", "-m", "\u200b\u200d\u2060\ufeff", env=env)
+    assert run.code == 1
+    assert HINT in run.err and run.out == ""
+    assert fake_openrouter.chat_requests == []
+
+
+async def test_100_kb_of_text_with_overrides_and_pings_is_shortened_and_answered(
+    env: dict[str, str], fake_openrouter: FakeOpenRouter
+) -> None:
+    text = "\u202e@everyone <!channel> " + "why is the sky blue? " * 4_800
+    run = await glimpse("chat", "-m", text, env=env)
+    assert run.code == 0, run.err
+    assert "too long for the model" in run.err
+    [request] = fake_openrouter.chat_requests
+    assert len(user_text(request.body)) < len(text)
+    assert run.out.startswith(ANSWER_PREFIX)
+
+
+def _write(tmp_path: Path, case: Case) -> str:
+    [file] = case.files
+    path = tmp_path / file.name
+    path.write_bytes(file.data)
+    return str(path)
+
+
+def _write_undecodable(tmp_path: Path, data: bytes) -> bytes:
+    """A file whose name is not UTF-8 (a Latin-1 name on disk); its path as bytes."""
+    path = os.fsencode(tmp_path) + b"/caf\xe9-\xff.jpg"
+    Path(os.fsdecode(path)).write_bytes(data)
+    return path
