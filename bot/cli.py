@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from bot.config import ConfigError, Secrets, Settings, load_secrets, load_settings
 from bot.context import ContextError
 from bot.logs import setup_logging
+from bot.store import StoreError
 from bot.shutdown import serve_until_signalled
 
 if TYPE_CHECKING:
@@ -36,6 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(asyncio.run(args.handler(args, settings, secrets)) or 0)
     except (ConfigError, ContextError) as exc:
         print(f"glimpse: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(
+            f"glimpse: cannot open the memory store: {exc} "
+            "(check GLIMPSE_STORE_URL; `glimpse doctor` checks it)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -197,3 +197,12 @@ async def test_doctor_says_what_to_fix(fake: FakeOpenRouter, tmp_path: Path) -> 
 async def test_run_without_a_platform_explains(fake: FakeOpenRouter, tmp_path: Path) -> None:
     run = await _glimpse("run", env=_env(fake, tmp_path))
     assert run.code == 2 and "DISCORD_TOKEN" in run.err
+
+
+async def test_a_store_that_cannot_open_is_one_clear_line(fake: FakeOpenRouter, tmp_path: Path) -> None:
+    env = _env(fake, tmp_path, GLIMPSE_STORE_URL="redis://:pw-in-url@127.0.0.1:1/0")
+    run = await _glimpse("chat", "-m", "hi", env=env)
+    assert run.code == 2
+    assert "cannot open the memory store" in run.err and "GLIMPSE_STORE_URL" in run.err
+    assert "Traceback" not in run.err and "pw-in-url" not in run.err
+    assert fake.chat_requests == []
