@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from bot.config import ConfigError, Secrets, Settings, load_secrets, load_settings
 from bot.context import ContextError
 from bot.logs import setup_logging
-from bot.store import StoreError
 from bot.shutdown import serve_until_signalled
+from bot.store import StoreError
 
 if TYPE_CHECKING:
     from bot.conversations import Conversations

@@ -199,7 +199,9 @@ async def test_run_without_a_platform_explains(fake: FakeOpenRouter, tmp_path: P
     assert run.code == 2 and "DISCORD_TOKEN" in run.err
 
 
-async def test_a_store_that_cannot_open_is_one_clear_line(fake: FakeOpenRouter, tmp_path: Path) -> None:
+async def test_a_store_that_cannot_open_is_one_clear_line(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
     env = _env(fake, tmp_path, GLIMPSE_STORE_URL="redis://:pw-in-url@127.0.0.1:1/0")
     run = await _glimpse("chat", "-m", "hi", env=env)
     assert run.code == 2
