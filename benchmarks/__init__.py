@@ -1,0 +1,1 @@
+"""Glimpse's performance harness: run `python benchmarks/run.py` (see benchmarks/README.md)."""

@@ -1,0 +1,271 @@
+"""P2: a 12 MP phone photo and a 4K screenshot through prepare_image, on one core, against sending the raw file."""
+
+from __future__ import annotations
+
+import base64
+import io
+import multiprocessing
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
+
+from bot.config import Settings
+from bot.images import prepare_image
+from bot.images.prepare import decode_image, encode_image, fit_within
+from bot.turns import PreparedImage
+
+__all__ = ["ImageResult", "make_photo", "make_screenshot", "measure_images", "pin_to_one_core"]
+
+PHOTO_SIZE = (4000, 3000)  # 12 MP, 4:3 like a phone camera
+SCREEN_SIZE = (3840, 2160)  # 4K UHD
+PHOTO_QUALITY = 92  # what phone cameras write
+GRAIN_LEVELS = 34  # sensor-noise amplitude: makes the JPEG about as large as a real 12 MP photo
+SEED = 12
+CHILD_TIMEOUT_SECONDS = 300.0
+WORDS = (
+    "deploy build cache worker queue retry timeout latency request response token model image "
+    "thread channel message review merge branch commit config error warning status health"
+).split()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    """One image through the pipeline, and the usual approach (the raw file as a data: URL)."""
+
+    name: str
+    file_bytes: int
+    size: tuple[int, int]
+    sent_size: tuple[int, int]
+    sent_mime: str
+    median_ms: float  # wall clock, pinned to one core
+    p90_ms: float
+    cpu_ms: float  # median CPU time: the same on an idle machine
+    runs: int
+    sent_url_chars: int
+    raw_url_chars: int
+    raw_encode_ms: float
+    decode_ms: float  # CPU: Pillow open + JPEG draft + load, the first step of decode_image
+    decode_image_ms: float  # CPU: decode_image (decode, EXIF orientation, mode, downscale)
+    encode_ms: float  # CPU: encode_image of the downscaled image
+
+    @property
+    def bytes_ratio(self) -> float:
+        """Bytes Glimpse sends ÷ bytes of the raw file sent base64-encoded (the usual approach)."""
+        return self.sent_url_chars / self.raw_url_chars
+
+
+def pin_to_one_core() -> int | None:
+    """Run this process on one CPU (the last one); its number, or None where that is not possible."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpu = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def _noise(size: tuple[int, int], rng: random.Random, levels: int) -> Image.Image:
+    """Uniform grey noise in [0, levels), deterministic for a seed."""
+    noise = Image.frombytes("L", size, rng.randbytes(size[0] * size[1]))
+    return noise.point(lambda value: value * levels // 256)
+
+
+def _scene(size: tuple[int, int], rng: random.Random) -> Image.Image:
+    """Sky and ground, hills, a lake and trees: smooth areas and edges, like a landscape photo."""
+    width, height = size
+    sky = Image.linear_gradient("L").resize(size)
+    bands = (
+        sky.point(lambda v: 90 + v // 3),
+        sky.point(lambda v: 140 + v // 4),
+        sky.point(lambda v: 230 - v // 5),
+    )
+    image = Image.merge("RGB", bands)
+    draw = ImageDraw.Draw(image)
+    for index in range(6):
+        top = int(height * (0.35 + 0.05 * index))
+        ridge = [(x, top + rng.randint(-90, 90)) for x in range(0, width + 200, 200)]
+        colour = (40 + 15 * index, 90 + 10 * index, 40 + 5 * index)
+        draw.polygon([(0, height), *ridge, (width, height)], fill=colour)
+    draw.ellipse((width * 0.1, height * 0.62, width * 0.9, height * 0.95), fill=(50, 90, 130))
+    for _ in range(400):
+        x, y = rng.randint(0, width), rng.randint(int(height * 0.3), height)
+        r = rng.randint(8, 60)
+        draw.ellipse((x - r, y - 3 * r, x + r, y + r), fill=(20, rng.randint(60, 120), 30))
+    return image.filter(ImageFilter.GaussianBlur(3))
+
+
+def make_photo(size: tuple[int, int] = PHOTO_SIZE) -> bytes:
+    """A photo-like JPEG: a blurred landscape with per-channel grain, compressing like a camera's."""
+    rng = random.Random(SEED)
+    scene = _scene(size, rng)
+    offset = -GRAIN_LEVELS // 2
+    bands = [
+        ImageChops.add(band, _noise(size, rng, GRAIN_LEVELS), offset=offset)
+        for band in scene.split()
+    ]
+    buffer = io.BytesIO()
+    Image.merge("RGB", bands).save(buffer, "JPEG", quality=PHOTO_QUALITY)
+    return buffer.getvalue()
+
+
+def _line(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def make_screenshot(size: tuple[int, int] = SCREEN_SIZE) -> bytes:
+    """A 4K PNG of a desktop UI: title bar, sidebar, a code editor and a chat pane full of text."""
+    rng = random.Random(SEED)
+    width, height = size
+    scale = width / SCREEN_SIZE[0]
+    image = Image.new("RGB", size, (246, 247, 249))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(8, round(22 * scale)))
+    step = max(10, round(34 * scale))
+    draw.rectangle((0, 0, width, 3 * step), fill=(36, 41, 47))
+    draw.text((step, step), "glimpse - review: streaming sink", fill=(230, 230, 230), font=font)
+    sidebar, editor = int(width * 0.16), int(width * 0.62)
+    draw.rectangle((0, 3 * step, sidebar, height), fill=(235, 237, 240))
+    for row, y in enumerate(range(4 * step, height - step, step)):
+        draw.text((step, y), f"{row:02d} {_line(rng, 2)}", fill=(60, 60, 60), font=font)
+    draw.rectangle((sidebar, 3 * step, editor, height), fill=(30, 30, 30))
+    palette = [(86, 156, 214), (206, 145, 120), (181, 206, 168), (220, 220, 170), (212, 212, 212)]
+    for row, y in enumerate(range(4 * step, height - step, step)):
+        indent = step * rng.randint(0, 4)
+        text = f"{row + 1:4d}  " + _line(rng, rng.randint(3, 9))
+        draw.text((sidebar + step + indent, y), text, fill=rng.choice(palette), font=font)
+    for y in range(4 * step, height - 4 * step, 5 * step):
+        draw.rounded_rectangle(
+            (editor + step, y, width - step, y + 4 * step),
+            radius=step // 2,
+            fill=(255, 255, 255),
+            outline=(210, 214, 220),
+        )
+        draw.text((editor + 2 * step, y + step // 2), _line(rng, 7), fill=(30, 30, 30), font=font)
+        draw.text((editor + 2 * step, y + 2 * step), _line(rng, 9), fill=(90, 90, 90), font=font)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class _Timed:
+    median_ms: float  # wall clock
+    p90_ms: float
+    cpu_ms: float  # this thread's CPU time: what the wall time would be on an idle machine
+    result: object
+
+
+def _median_ms(work: Callable[[], object], runs: int) -> _Timed:
+    walls, cpus, result = [], [], None
+    for _ in range(runs):
+        started, cpu = time.perf_counter(), time.thread_time()
+        result = work()
+        walls.append(1000 * (time.perf_counter() - started))
+        cpus.append(1000 * (time.thread_time() - cpu))
+    walls.sort()
+    return _Timed(
+        statistics.median(walls),
+        walls[int(0.9 * (len(walls) - 1))],
+        statistics.median(cpus),
+        result,
+    )
+
+
+def _decode_only(data: bytes, max_side: int) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    if image.format == "JPEG":
+        image.draft("RGB", fit_within(image.size, max_side))
+    image.load()
+    return image
+
+
+def _steps_ms(data: bytes, name: str, runs: int) -> tuple[float, float, float]:
+    """Medians of the pipeline's steps: raw decode, decode_image, encode_image."""
+    settings = Settings()
+    max_pixels, max_side = settings.image_max_pixels, settings.image_max_side
+    decode = _median_ms(lambda: _decode_only(data, max_side), runs)
+    decoded = _median_ms(
+        lambda: decode_image(data, name, max_pixels=max_pixels, max_side=max_side), runs
+    )
+    image = decoded.result
+    assert isinstance(image, Image.Image)
+    encode = _median_ms(lambda: encode_image(image, name), runs)
+    return decode.cpu_ms, decoded.cpu_ms, encode.cpu_ms
+
+
+def measure_image(name: str, data: bytes, mime: str, runs: int) -> ImageResult:
+    """Median milliseconds of prepare_image on `data`, and what it sends against the raw file."""
+    settings = Settings()
+
+    def prepare() -> PreparedImage:
+        return prepare_image(
+            data, name, max_pixels=settings.image_max_pixels, max_side=settings.image_max_side
+        )
+
+    prepare()  # warm up: Pillow's plugins and codecs load on first use
+    timed = _median_ms(prepare, runs)
+    prepared = timed.result
+    assert isinstance(prepared, PreparedImage)
+    raw = _median_ms(lambda: f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", runs)
+    decode_ms, decode_image_ms, encode_ms = _steps_ms(data, name, max(3, runs // 2))
+    with Image.open(io.BytesIO(data)) as original:
+        size = original.size
+    return ImageResult(
+        name=name,
+        file_bytes=len(data),
+        size=size,
+        sent_size=(prepared.width, prepared.height),
+        sent_mime=prepared.mime_type,
+        median_ms=timed.median_ms,
+        p90_ms=timed.p90_ms,
+        cpu_ms=timed.cpu_ms,
+        runs=runs,
+        sent_url_chars=len(prepared.data_url()),
+        raw_url_chars=len(str(raw.result)),
+        raw_encode_ms=raw.median_ms,
+        decode_ms=decode_ms,
+        decode_image_ms=decode_image_ms,
+        encode_ms=encode_ms,
+    )
+
+
+def _child(conn: Connection, scale: float, runs: int) -> None:
+    """In a child process pinned to one core: make both images and measure them."""
+    cpu = pin_to_one_core()
+    photo = make_photo(_scaled(PHOTO_SIZE, scale))
+    screenshot = make_screenshot(_scaled(SCREEN_SIZE, scale))
+    conn.send(
+        (
+            cpu,
+            [
+                measure_image("photo.jpg", photo, "image/jpeg", runs),
+                measure_image("screenshot.png", screenshot, "image/png", runs),
+            ],
+        )
+    )
+
+
+def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return round(size[0] * scale), round(size[1] * scale)
+
+
+def measure_images(scale: float, runs: int) -> tuple[int | None, list[ImageResult]]:
+    """Both images measured in a fresh child process on one core; (that core, results)."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=_child, args=(child, scale, runs))
+    process.start()
+    try:
+        if not parent.poll(CHILD_TIMEOUT_SECONDS):
+            raise RuntimeError("the image benchmark did not finish")
+        result: tuple[int | None, list[ImageResult]] = parent.recv()
+        return result
+    finally:
+        process.join(10)
+        if process.is_alive():
+            process.terminate()

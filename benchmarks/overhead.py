@@ -1,0 +1,196 @@
+"""P1: time per answer against the fake model's own time, Glimpse beside a bare client and the usual bot."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import openai
+
+from benchmarks import probe
+from benchmarks.baseline import UsualBot
+from benchmarks.common import MemorySink, core_settings
+from benchmarks.probe import start_probe
+from bot.app import build_conversations
+from bot.config import DEFAULT_SYSTEM_PROMPT, Secrets
+from bot.conversations import Conversations, Status
+from bot.messages import ConversationKey, IncomingMessage
+from tests.fakes.openrouter import FAKE_API_KEY, LLAMA_VISION_MODEL
+
+__all__ = ["APPROACHES", "Level", "Sample", "Side", "run_level", "started_sides"]
+
+QUESTION = "What is in this photo of the lake? Answer in a few sentences, please."
+APPROACHES = ("bare", "sdk", "glimpse", "usual")
+_ids = itertools.count()
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One answer: wall seconds, and seconds outside the SDK (the bot's own code)."""
+
+    seconds: float
+    core_seconds: float = 0.0
+    build_seconds: float = 0.0
+
+
+@dataclass
+class Level:
+    """Every sample of one concurrency level, per approach."""
+
+    concurrency: int
+    samples: dict[str, list[Sample]] = field(default_factory=lambda: {a: [] for a in APPROACHES})
+    cpu_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(APPROACHES, 0.0))
+    gc_pauses_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {a: [] for a in APPROACHES}
+    )
+
+    def cpu_ms_per_answer(self, approach: str) -> float:
+        """This process's CPU time per answer (user + system), whatever the machine's noise."""
+        return 1000 * self.cpu_seconds[approach] / max(len(self.samples[approach]), 1)
+
+
+def _request_body() -> dict[str, object]:
+    return {
+        "model": LLAMA_VISION_MODEL,
+        "messages": [
+            {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+            {"role": "user", "content": QUESTION},
+        ],
+        "stream": True,
+        "max_tokens": 1024,
+        "stream_options": {"include_usage": True},
+    }
+
+
+class Side:
+    """The four ways of getting an answer from the same fake, each ready to run a round."""
+
+    def __init__(self, base_url: str) -> None:
+        probe.install()  # before any client exists
+        self.base_url = base_url
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.sdk = openai.AsyncOpenAI(base_url=base_url, api_key=FAKE_API_KEY, max_retries=0)
+        self.conversations: Conversations = build_conversations(
+            core_settings(base_url), Secrets(openrouter_api_key=FAKE_API_KEY)
+        )
+        self.usual = UsualBot(base_url, FAKE_API_KEY, LLAMA_VISION_MODEL, DEFAULT_SYSTEM_PROMPT)
+
+    async def start(self) -> None:
+        await self.conversations.start()
+
+    async def close(self) -> None:
+        await self.conversations.close()
+        await self.sdk.close()
+        await self.http.close()
+
+    def runner(self, approach: str) -> Callable[[], Awaitable[Sample]]:
+        return {
+            "bare": self.bare_answer,
+            "sdk": self.sdk_answer,
+            "glimpse": self.glimpse_answer,
+            "usual": self.usual_answer,
+        }[approach]
+
+    async def bare_answer(self) -> Sample:
+        """The fake model's own time: raw HTTP, SSE lines read and not parsed."""
+        started = time.perf_counter()
+        url = f"{self.base_url}/chat/completions"
+        headers = {"Authorization": f"Bearer {FAKE_API_KEY}"}
+        async with self.http.post(url, json=_request_body(), headers=headers) as response:
+            async for line in response.content:
+                if line.startswith(b"data: [DONE]"):
+                    break
+        return Sample(time.perf_counter() - started)
+
+    async def sdk_answer(self) -> Sample:
+        """The openai SDK alone (one shared client), every chunk parsed, nothing done with it."""
+        started = time.perf_counter()
+        body = _request_body()
+        stream = await self.sdk.chat.completions.create(
+            model=LLAMA_VISION_MODEL,
+            messages=body["messages"],  # type: ignore[arg-type]
+            stream=True,
+            max_tokens=1024,
+            stream_options={"include_usage": True},
+        )
+        async for _chunk in stream:
+            pass
+        return Sample(time.perf_counter() - started)
+
+    async def glimpse_answer(self) -> Sample:
+        number = next(_ids)
+        message = IncomingMessage(
+            key=ConversationKey("bench", "w1", "c1", f"t{number}"),
+            message_id=f"m{number}",
+            author_id=f"u{number % 500}",
+            text=QUESTION,
+        )
+        clock = start_probe()
+        outcome = await self.conversations.handle(message, MemorySink())
+        ended = time.perf_counter()
+        if outcome.status is not Status.ANSWERED:
+            raise RuntimeError(f"Glimpse did not answer: {outcome.status} {outcome.text}")
+        return Sample(ended - clock.started, clock.core_seconds(ended), clock.build_seconds())
+
+    async def usual_answer(self) -> Sample:
+        _, seconds, core = await self.usual.handle(f"t{next(_ids)}", QUESTION)
+        return Sample(seconds, core)
+
+
+async def started_sides(base_url: str) -> Side:
+    side = Side(base_url)
+    await side.start()
+    for approach in APPROACHES:  # warm up: imports, tokenizer caches, first connections
+        await side.runner(approach)()
+    return side
+
+
+class _GcWatch:
+    """Records how long each garbage collection takes while installed (they stall every task)."""
+
+    def __init__(self) -> None:
+        self.pauses_ms: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses_ms.append(1000 * (time.perf_counter() - self._started))
+
+    def __enter__(self) -> _GcWatch:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+async def _round(
+    side: Side, approach: str, concurrency: int
+) -> tuple[list[Sample], float, list[float]]:
+    """One round of `concurrency` answers at once: samples, this process's CPU s, GC pauses ms."""
+    run = side.runner(approach)
+    gc.collect()
+    cpu = time.process_time()
+    with _GcWatch() as watch:
+        samples = list(await asyncio.gather(*(run() for _ in range(concurrency))))
+    return samples, time.process_time() - cpu, watch.pauses_ms
+
+
+async def run_level(side: Side, concurrency: int, rounds: int) -> Level:
+    """`rounds` rounds of every approach at `concurrency`, the order rotated each round."""
+    level = Level(concurrency)
+    for index in range(rounds):
+        order = APPROACHES[index % 4 :] + APPROACHES[: index % 4]
+        for approach in order:
+            samples, cpu_seconds, pauses = await _round(side, approach, concurrency)
+            level.samples[approach] += samples
+            level.cpu_seconds[approach] += cpu_seconds
+            level.gc_pauses_ms[approach] += pauses
+    return level
