@@ -399,7 +399,9 @@ async def test_a_sink_that_breaks_does_not_crash_the_service(service: Conversati
     assert (await service.handle(_message("again"), RecordingSink())).status is Status.ANSWERED
 
 
-async def test_turns_older_than_the_retention_are_pruned(fake: FakeOpenRouter, tmp_path: Path) -> None:
+async def test_turns_older_than_the_retention_are_pruned(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
     import time as clock
 
     from bot.store import open_store
@@ -428,7 +430,9 @@ async def test_turns_older_than_the_retention_are_pruned(fake: FakeOpenRouter, t
     assert "ancient" not in messages and "fresh" in messages
 
 
-async def test_each_answer_is_logged_with_its_usage(service: Conversations, caplog: pytest.LogCaptureFixture) -> None:
+async def test_each_answer_is_logged_with_its_usage(
+    service: Conversations, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("INFO", logger="glimpse.conversations")
     await service.handle(_message("hi"), RecordingSink())
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("answered"))

@@ -9,16 +9,22 @@ from bot.doctor import DISCORD_PERMISSIONS, discord_invite_url, run_checks
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 
 
-async def test_a_store_password_never_appears_in_the_report(fake_openrouter: FakeOpenRouter) -> None:
+async def test_a_store_password_never_appears_in_the_report(
+    fake_openrouter: FakeOpenRouter,
+) -> None:
     out = io.StringIO()
-    settings = Settings(base_url=fake_openrouter.base_url, store_url="redis://:hunter2-password@127.0.0.1:1/0")
+    settings = Settings(
+        base_url=fake_openrouter.base_url, store_url="redis://:hunter2-password@127.0.0.1:1/0"
+    )
     await run_checks(settings, Secrets(openrouter_api_key=FAKE_API_KEY), out=out)
     report = out.getvalue()
     assert "store:" in report
     assert "hunter2-password" not in report
 
 
-async def test_platform_lines_say_what_is_configured(fake_openrouter: FakeOpenRouter, tmp_path) -> None:
+async def test_platform_lines_say_what_is_configured(
+    fake_openrouter: FakeOpenRouter, tmp_path
+) -> None:
     out = io.StringIO()
     settings = Settings(
         base_url=fake_openrouter.base_url,
