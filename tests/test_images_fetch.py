@@ -25,7 +25,7 @@ CAP_BYTES = 256 * 1024
 STREAM_TOTAL_BYTES = 64 * 1024 * 1024
 STREAM_CHUNK_BYTES = 64 * 1024
 TIMEOUT_SECONDS = 0.5
-SECRET = "Bearer xoxb-never-log-this"
+SECRET = "Bearer xoxb-never.log.this"
 PUBLIC_IP = "93.184.216.34"
 
 

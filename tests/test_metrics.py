@@ -245,7 +245,7 @@ def restored_logging() -> Iterator[None]:
 def test_a_json_log_line_is_valid_json_and_never_shows_a_key(
     restored_logging: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    key = "sk-or-v1-0123456789abcdef0123456789abcdef"
+    key = "sk-or-v1-test.key.not.real"
     monkeypatch.setenv("OPENROUTER_API_KEY", key)
     setup_logging("INFO", "json")
     logging.getLogger("glimpse.test").warning("calling OpenRouter with %s", key)

@@ -17,7 +17,7 @@ from adapters.slack_format import from_slack, is_reset, to_mrkdwn, to_native_mar
 from adapters.slack_sink import question_text
 
 BOT = "U0GLIMPSE"
-TOKEN = "xoxb-test-token"
+TOKEN = "xoxb-test.token"
 
 
 # --- Markdown out ---

@@ -190,7 +190,7 @@ async def test_a_missing_slack_secret_is_a_clear_config_error(
 
 async def test_a_refused_bot_token_stops_start_up_with_a_clear_error() -> None:
     async with FakeOpenRouter() as router, FakeSlack() as slack, core(router) as conversations:
-        secrets = secrets_for(slack, slack_bot_token="xoxb-0000-wrong")
+        secrets = secrets_for(slack, slack_bot_token="xoxb-wrong.token")
         with pytest.raises(ConfigError, match="invalid_auth"):
             await run_slack(
                 conversations,

@@ -33,7 +33,7 @@ __all__ = [
     "sign",
 ]
 
-BOT_TOKEN = "xoxb-1111-2222-fakefakefakefake"
+BOT_TOKEN = "xoxb-fake.bot.token.for.tests"  # dotted: never the shape of a real token
 APP_TOKEN = "xapp-1-A1111-2222-fakefakefake"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TEAM_ID = "T0FAKE001"
