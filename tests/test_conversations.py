@@ -17,32 +17,7 @@ from bot.conversations import Conversations, Status
 from bot.messages import ConversationKey, ImageRef, IncomingMessage
 from bot.store import StoreError
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
-
-
-class RecordingSink:
-    """A ReplySink that keeps everything the core sent."""
-
-    def __init__(self) -> None:
-        self.started = False
-        self.updates: list[str] = []
-        self.final: str | None = None
-        self.failed: str | None = None
-        self.notices: list[str] = []
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def update(self, text: str) -> None:
-        self.updates.append(text)
-
-    async def finish(self, text: str) -> None:
-        self.final = text
-
-    async def fail(self, text: str) -> None:
-        self.failed = text
-
-    async def notice(self, text: str) -> None:
-        self.notices.append(text)
+from tests.fakes.sink import RecordingSink
 
 
 def _settings(fake: FakeOpenRouter, tmp_path: Path, **overrides: Any) -> Settings:

@@ -28,6 +28,7 @@ from bot.conversations import Conversations
 from bot.messages import ConversationKey, ImageRef, IncomingMessage
 from tests.fakes.discord import GUILD_ID, FakeDiscord
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
+from tests.fakes.sink import RecordingSink
 from tests.fakes.slack import (
     BOT_TOKEN,
     BOT_USER_ID,
@@ -75,38 +76,6 @@ STOP_TIMEOUT_SECONDS = 15.0
 
 
 # --- the core ---
-
-
-class RecordingSink:
-    """A ReplySink that keeps everything the core sent, in order."""
-
-    def __init__(self) -> None:
-        self.started = False
-        self.updates: list[str] = []
-        self.final: str | None = None
-        self.failed: str | None = None
-        self.notices: list[str] = []
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def update(self, text: str) -> None:
-        self.updates.append(text)
-
-    async def finish(self, text: str) -> None:
-        self.final = text
-
-    async def fail(self, text: str) -> None:
-        self.failed = text
-
-    async def notice(self, text: str) -> None:
-        self.notices.append(text)
-
-    @property
-    def seen(self) -> list[str]:
-        """Every text the user was shown: notices, then the answer or the failure."""
-        end = [text for text in (self.final, self.failed) if text is not None]
-        return [*self.notices, *end]
 
 
 def core_settings(router: FakeOpenRouter, **overrides: Any) -> Settings:
