@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import uuid
@@ -11,7 +12,14 @@ import pytest
 import redis
 import redis.asyncio
 
-__all__ = ["REDIS_URL", "delete_prefix", "require_redis", "store_url", "unique_prefix"]
+__all__ = [
+    "REDIS_URL",
+    "RedisRelay",
+    "delete_prefix",
+    "require_redis",
+    "store_url",
+    "unique_prefix",
+]
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 PROBE_TIMEOUT_SECONDS = 1.0
@@ -67,3 +75,43 @@ async def delete_prefix(prefix: str) -> int:
         return len(names)
     finally:
         await client.aclose()
+
+
+class RedisRelay:
+    """A TCP relay to Redis: `stop()` drops every connection and refuses new ones; `start()` is back."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        self._writers.update((writer, up_writer))
+        await asyncio.gather(
+            _pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True
+        )
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.transport.abort()

@@ -16,7 +16,13 @@ from bot.store import StoreError, open_store
 from bot.store import codec as store_codec
 from bot.store.redis import RedisStore, redis_target
 from bot.turns import PreparedImage, Turn
-from tests.redis_support import delete_prefix, require_redis, store_url, unique_prefix
+from tests.redis_support import (
+    RedisRelay,
+    delete_prefix,
+    require_redis,
+    store_url,
+    unique_prefix,
+)
 from tests.store_contract import KEY, OTHER, StoreContract, numbered, texts, turn
 
 DAY_MS = 86400 * 1000
@@ -258,49 +264,12 @@ async def test_reconnects_after_its_connections_are_killed(
     await store.ping()
 
 
-class Proxy:
-    """A TCP relay to Redis that can be taken down and brought back on the same port."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        await self._server.wait_closed()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        self._writers.update((writer, up_writer))
-        await asyncio.gather(
-            _pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True
-        )
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.transport.abort()
-
-
 async def test_an_outage_is_a_store_error_and_the_store_recovers_by_itself(
     prefix: str, opened: Callable[..., Awaitable[RedisStore]]
 ) -> None:
     target = redis_target(require_redis())
     host, _, port = target.where.partition("/")[0].rpartition(":")
-    proxy = Proxy(host, int(port))
+    proxy = RedisRelay(host, int(port))
     await proxy.start()
     db = target.where.partition("/")[2]
     store = await opened(f"redis://127.0.0.1:{proxy.port}/{db}", prefix=prefix)

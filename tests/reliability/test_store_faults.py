@@ -19,7 +19,13 @@ from bot.openrouter import OpenRouterClient
 from bot.store import SQLiteStore, StoreError
 from bot.store.redis import redis_target
 from tests.fakes.openrouter import DEFAULT_REPLY, FAKE_API_KEY, FakeOpenRouter
-from tests.redis_support import delete_prefix, require_redis, store_url, unique_prefix
+from tests.redis_support import (
+    RedisRelay,
+    delete_prefix,
+    require_redis,
+    store_url,
+    unique_prefix,
+)
 from tests.reliability.checks import echo
 from tests.reliability.harness import (
     ROOT,
@@ -170,50 +176,12 @@ async def _quit(process: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
 # --- Redis, through a relay that can go down and come back on the same address ---
 
 
-class Relay:
-    """A TCP relay to Redis: `stop()` drops every connection and refuses new ones; `start()` is back."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-        await self._server.wait_closed()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        self._writers.update((writer, up_writer))
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.transport.abort()
-
-
 @pytest.fixture
-async def relay() -> AsyncIterator[tuple[Relay, str]]:
+async def relay() -> AsyncIterator[tuple[RedisRelay, str]]:
     """A relay to the test Redis and a store URL through it (own key prefix, deleted after)."""
     target = redis_target(require_redis())
     host, _, port = target.where.partition("/")[0].rpartition(":")
-    relay = Relay(host, int(port))
+    relay = RedisRelay(host, int(port))
     await relay.start()
     prefix = unique_prefix()
     url = store_url(prefix).replace(target.where.partition("/")[0], f"127.0.0.1:{relay.port}")
@@ -225,7 +193,7 @@ async def relay() -> AsyncIterator[tuple[Relay, str]]:
 
 
 async def test_redis_down_and_back_the_bot_answers_without_memory_and_recovers(
-    fake_openrouter: FakeOpenRouter, relay: tuple[Relay, str]
+    fake_openrouter: FakeOpenRouter, relay: tuple[RedisRelay, str]
 ) -> None:
     proxy, url = relay
     fake_openrouter.responder = echo
@@ -245,7 +213,7 @@ async def test_redis_down_and_back_the_bot_answers_without_memory_and_recovers(
 
 
 async def test_killed_redis_connections_are_replaced_without_the_user_noticing(
-    fake_openrouter: FakeOpenRouter, relay: tuple[Relay, str]
+    fake_openrouter: FakeOpenRouter, relay: tuple[RedisRelay, str]
 ) -> None:
     _, url = relay
     fake_openrouter.responder = echo
@@ -271,7 +239,7 @@ async def _kill_clients(name: str) -> int:
 
 
 async def test_during_a_redis_outage_slack_mentions_are_answered_and_follow_ups_resume_after(
-    relay: tuple[Relay, str],
+    relay: tuple[RedisRelay, str],
 ) -> None:
     proxy, url = relay
     async with slack_rig(store_url=url) as rig:
@@ -301,7 +269,7 @@ def _mrkdwn(text: str) -> str:
 
 
 async def test_during_a_redis_outage_a_mention_delivered_twice_is_still_answered_once(
-    relay: tuple[Relay, str],
+    relay: tuple[RedisRelay, str],
 ) -> None:
     proxy, url = relay
     async with slack_rig(store_url=url) as rig:
