@@ -5,24 +5,19 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import discord
 import pytest
 import pytest_asyncio
-from discord.gateway import DiscordWebSocket
 from PIL import Image
 
-from adapters.discord import GlimpseDiscord, create_client
 from adapters.discord_commands import RESET_DONE
 from adapters.discord_translate import ReplyChains, root_key
 from adapters.split import split_message
 from bot.access import REFUSAL
-from bot.app import build_conversations
-from bot.config import Secrets, Settings
-from bot.conversations import Conversations
+from bot.config import Settings
+from tests.discord_support import DiscordEnv, connected_discord
 from tests.fakes.discord import (
     ALICE,
     BOB,
@@ -34,10 +29,9 @@ from tests.fakes.discord import (
     OTHER_CHANNEL_ID,
     TEXT_CHANNEL_ID,
     VOICE_CHANNEL_ID,
-    FakeDiscord,
     make_user,
 )
-from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
+from tests.fakes.openrouter import FakeOpenRouter
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -46,18 +40,12 @@ MESSAGE_CONTENT_INTENT = 1 << 15
 NO_MENTIONS = {"parse": []}
 
 
-@dataclass
-class Env:
-    fake: FakeDiscord
-    router: FakeOpenRouter
-    client: GlimpseDiscord
-    conversations: Conversations
+Env = DiscordEnv
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env() -> AsyncIterator[Env]:
-    saved = (discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
-    async with FakeOpenRouter() as router, FakeDiscord() as fake:
+    async with FakeOpenRouter() as router:
         settings = Settings(
             store_url="memory://",
             base_url=router.base_url,
@@ -65,24 +53,8 @@ async def env() -> AsyncIterator[Env]:
             user_messages_per_minute=0,
             discord={"guild_ids": [str(GUILD_ID)]},
         )
-        secrets = Secrets(
-            openrouter_api_key=FAKE_API_KEY,
-            discord_token=fake.token,
-            discord_api_base=fake.api_base,
-            discord_gateway_url=fake.gateway_url,
-        )
-        conversations = build_conversations(settings, secrets)
-        await conversations.start()
-        client = create_client(conversations, settings, secrets, guild_ready_timeout=0.05)
-        runner = asyncio.create_task(client.start(fake.token))
-        try:
-            await asyncio.wait_for(client.wait_until_ready(), timeout=10)
-            yield Env(fake, router, client, conversations)
-        finally:
-            await client.close()
-            await asyncio.wait_for(runner, timeout=5)
-            await conversations.close()
-            discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+        async with connected_discord(router, settings) as connected:
+            yield connected
 
 
 # --- helpers ---

@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import discord
-from discord.gateway import DiscordWebSocket
 from pydantic import SecretStr
 
-from adapters.discord import GlimpseDiscord, create_client
 from adapters.slack import SlackAdapter
 from bot.app import build_conversations
 from bot.config import Secrets, Settings, SlackSettings
 from bot.conversations import Conversations
 from bot.messages import ConversationKey, ImageRef, IncomingMessage
-from tests.fakes.discord import GUILD_ID, FakeDiscord
+from tests.discord_support import DiscordEnv, connected_discord
+from tests.fakes.discord import GUILD_ID
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 from tests.fakes.sink import RecordingSink
 from tests.fakes.slack import (
@@ -257,40 +255,12 @@ async def slack_rig(
 # --- Discord through the gateway fake, in this process ---
 
 
-@dataclass
-class DiscordEnv:
-    """Real discord.py against FakeDiscord, wired to the real core and FakeOpenRouter."""
-
-    fake: FakeDiscord
-    router: FakeOpenRouter
-    client: GlimpseDiscord
-    conversations: Conversations
-
-
 @asynccontextmanager
 async def discord_env(router: FakeOpenRouter, **overrides: Any) -> AsyncIterator[DiscordEnv]:
-    """A connected client (commands synced to the fake's guild); restores discord.py's URLs after."""
-    saved = (discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
-    async with FakeDiscord() as fake:
-        settings = core_settings(router, discord={"guild_ids": [str(GUILD_ID)]}, **overrides)
-        secrets = Secrets(
-            openrouter_api_key=SecretStr(FAKE_API_KEY),
-            discord_token=SecretStr(fake.token),
-            discord_api_base=fake.api_base,
-            discord_gateway_url=fake.gateway_url,
-        )
-        conversations = build_conversations(settings, secrets)
-        await conversations.start()
-        client = create_client(conversations, settings, secrets, guild_ready_timeout=0.05)
-        runner = asyncio.create_task(client.start(fake.token))
-        try:
-            await asyncio.wait_for(client.wait_until_ready(), timeout=10)
-            yield DiscordEnv(fake, router, client, conversations)
-        finally:
-            await client.close()
-            await asyncio.wait_for(runner, timeout=5)
-            await conversations.close()
-            discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+    """A connected client (commands synced to the fake's guild) on the reliability settings."""
+    settings = core_settings(router, discord={"guild_ids": [str(GUILD_ID)]}, **overrides)
+    async with connected_discord(router, settings) as env:
+        yield env
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
