@@ -7,11 +7,11 @@ from urllib.parse import urlsplit
 from bot.config import ConfigError, Secrets, Settings
 from bot.conversations import Conversations
 from bot.images import ImagePipeline
-from bot.leases import Leases, RedisLeases
+from bot.leases import RedisLeases
 from bot.ledger import open_ledger
 from bot.openrouter import OpenRouterClient
-from bot.ratelimit import RateLimiter, RedisRateLimiter
-from bot.store import Store, open_store
+from bot.ratelimit import RedisRateLimiter
+from bot.store import open_store
 from bot.store.redis import RedisStore
 
 __all__ = ["build_conversations", "trusted_image_hosts"]
@@ -37,25 +37,18 @@ def build_conversations(settings: Settings, secrets: Secrets) -> Conversations:
     images = ImagePipeline(settings, trusted_hosts=trusted_image_hosts(secrets))
     store_url = settings.resolved_store_url()
     store = open_store(store_url, retention_days=settings.retention_days)
-    limiter, leases = _shared_limits(settings, store)
+    if not isinstance(store, RedisStore):
+        # SQLite or memory: Conversations keeps rate limits and leases in this process.
+        return Conversations(
+            settings, store=store, client=client, images=images, ledger=open_ledger(store_url)
+        )
+    # Redis: rate limits, conversation leases and the ledger live there too, on the store's pool.
     return Conversations(
         settings,
         store=store,
         client=client,
         images=images,
-        limiter=limiter,
-        leases=leases,
-        ledger=open_ledger(store_url),
+        limiter=RedisRateLimiter(store_url, settings.user_messages_per_minute, client=store.client),
+        leases=RedisLeases(store_url, client=store.client),
+        ledger=open_ledger(store_url, redis=store.client),
     )
-
-
-def _shared_limits(settings: Settings, store: Store) -> tuple[RateLimiter | None, Leases | None]:
-    """With a Redis store, rate limits and conversation leases live there too (on its pool).
-
-    With SQLite or memory: None, None, so Conversations keeps both in this process.
-    """
-    if not isinstance(store, RedisStore):
-        return None, None
-    url = settings.resolved_store_url()
-    limiter = RedisRateLimiter(url, settings.user_messages_per_minute, client=store.client)
-    return limiter, RedisLeases(url, client=store.client)

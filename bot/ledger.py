@@ -6,7 +6,10 @@ import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = [
     "FORGOTTEN",
@@ -147,8 +150,11 @@ def sort_rows(rows: Iterable[UsageRow], by: Dimension) -> list[UsageRow]:
     return sorted(rows, key=lambda row: (-row.cost, row.group))
 
 
-def open_ledger(url: str) -> Ledger:
-    """The ledger next to the store `url` names: the same SQLite file, Redis server, or memory."""
+def open_ledger(url: str, *, redis: Redis | None = None) -> Ledger:
+    """The ledger next to the store `url` names: the same SQLite file, Redis server, or memory.
+
+    `redis`: a client to share (the Redis store's pool) instead of opening another.
+    """
     from bot.store import sqlite_path
 
     scheme = url.partition("://")[0].lower()
@@ -159,7 +165,7 @@ def open_ledger(url: str) -> Ledger:
     if scheme in ("redis", "rediss"):
         from bot.ledger_redis import RedisLedger
 
-        return RedisLedger(url)
+        return RedisLedger(url, client=redis)
     if scheme == "memory":
         from bot.ledger_memory import MemoryLedger
 

@@ -59,9 +59,12 @@ class RedisLedger:
     Keys are `{prefix}:ledger:{day}:{dimension}`, with the store URL's prefix (`?prefix=`).
     """
 
-    def __init__(self, url: str, *, prefix: str | None = None) -> None:
+    def __init__(self, url: str, *, prefix: str | None = None, client: Redis | None = None) -> None:
         self._target = redis_target(url, prefix)
-        self._redis: Redis | None = None
+        self._redis: Redis | None = client
+        self._owns_client = (
+            client is None
+        )  # a client passed in (the store's pool) is closed by its owner
 
     def __repr__(self) -> str:
         return f"RedisLedger({self._target.where!r}, prefix={self._target.prefix!r})"
@@ -74,7 +77,7 @@ class RedisLedger:
 
     async def close(self) -> None:
         client, self._redis = self._redis, None
-        if client is not None:
+        if client is not None and self._owns_client:
             await client.aclose()
 
     async def record(self, entry: LedgerEntry) -> None:

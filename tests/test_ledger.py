@@ -291,3 +291,14 @@ async def test_forget_conversation_deletes_exactly_that_conversation(tmp_path: P
 
 def test_entries_are_values() -> None:
     assert replace(entry(), cost=1.0) != entry()
+
+
+def test_a_redis_store_shares_its_connection_pool_with_limits_leases_and_ledger() -> None:
+    from bot.app import build_conversations
+    from bot.config import Secrets, Settings
+
+    settings = Settings(store_url="redis://127.0.0.1:6379/15?prefix=pool-check")
+    conversations = build_conversations(settings, Secrets(openrouter_api_key="sk-or-v1-test.key"))
+    pool = conversations._store.client  # type: ignore[attr-defined]
+    assert conversations._budgets.ledger._redis is pool  # type: ignore[attr-defined]
+    assert conversations._limiter._client is pool  # type: ignore[attr-defined]
