@@ -69,14 +69,6 @@ class ContextBuilder:
         self._images_per_request = images_per_request
         self._image_tokens = image_tokens
 
-    @property
-    def budget(self) -> Budget:
-        return self._budget
-
-    def count_turn(self, role: str, text: str) -> int:
-        """The stored per-turn count: the message's text tokens with header and end of turn."""
-        return self._counter.message(role, text)
-
     def build(self, system_prompt: str, history: Sequence[Turn], new_turn: Turn) -> ModelRequest:
         limit = self._budget.prompt_tokens
         fixed = self._counter.dialog_overhead() + self._counter.message("system", system_prompt)

@@ -17,13 +17,11 @@ class TokenCounter:
 
     def __init__(self, tokenizer: Tokenizer | None = None) -> None:
         self._tokenizer = tokenizer or Tokenizer.get_instance()
-        special = self._tokenizer.special_tokens
         self._header = {
             role: 2 + len(self._encode(role)) + len(self._encode("\n\n")) for role in _ROLES
         }
         self.end_of_turn_tokens = 1  # <|eot_id|>
         self.begin_of_text_tokens = 1  # <|begin_of_text|>
-        self.image_token_id = special["<|image|>"]
         self._cached_text = lru_cache(maxsize=4096)(self._count_uncached)
 
     def _encode(self, text: str) -> list[int]:
