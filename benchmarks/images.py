@@ -17,7 +17,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from bot.config import Settings
 from bot.images import prepare_image
-from bot.images.prepare import decode_image, encode_image, fit_within
+from bot.images.prepare import decode_image, encode_image, jpeg_draft_request
 from bot.turns import PreparedImage
 
 __all__ = ["ImageResult", "make_photo", "make_screenshot", "measure_images", "pin_to_one_core"]
@@ -179,7 +179,8 @@ def _median_ms(work: Callable[[], object], runs: int) -> _Timed:
 def _decode_only(data: bytes, max_side: int) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     if image.format == "JPEG":
-        image.draft("RGB", fit_within(image.size, max_side))
+        # the same DCT scale decode_image asks for
+        image.draft("RGB", jpeg_draft_request(image.size, max_side))
     image.load()
     return image
 

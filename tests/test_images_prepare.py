@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from PIL import Image, ImageFile, JpegImagePlugin
+from PIL import Image, ImageChops, ImageDraw, ImageFile, ImageStat, JpegImagePlugin
 
 from bot.config import Settings
 from bot.images import ImagePipeline, ImageRefused, PreparedBatch, prepare_image
 from bot.images.errors import display_name, format_bytes, too_large
 from bot.images.grid import LABEL_OUTLINE_PX, choose_layout, compose_grid, grid_label
+from bot.images.prepare import decode_image
 from bot.messages import ImageRef
 from tests import images_corpus as corpus
 
@@ -58,7 +60,8 @@ def data_ref(name: str, data: bytes) -> ImageRef:
 # --- good images -------------------------------------------------------------------------------
 
 
-def test_12mp_jpeg_is_drafted_and_downscaled(monkeypatch: pytest.MonkeyPatch) -> None:
+def spy_jpeg_loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The sizes JPEG frames are decoded at (after any draft), in order."""
     decoded_sizes: list[tuple[int, int]] = []
     original_load = JpegImagePlugin.JpegImageFile.load
 
@@ -67,17 +70,96 @@ def test_12mp_jpeg_is_drafted_and_downscaled(monkeypatch: pytest.MonkeyPatch) ->
         return original_load(self)
 
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", spy_load)
+    return decoded_sizes
+
+
+def psnr(image: Image.Image, reference: Image.Image) -> float:
+    difference = ImageChops.difference(image.convert("RGB"), reference.convert("RGB"))
+    mse = sum(rms * rms for rms in ImageStat.Stat(difference).rms) / 3
+    return 99.0 if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def fine_detail_photo() -> Image.Image:
+    """4000×3000 with a gradient and 1-px lines every 16 px: aliases badly if decimated naively."""
+    image = Image.linear_gradient("L").resize((4000, 3000)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for x in range(0, 4000, 16):
+        draw.line((x, 0, x, 3000), fill=(250, 40, 40))
+    for y in range(0, 3000, 16):
+        draw.line((0, y, 4000, y), fill=(40, 40, 250))
+    return image
+
+
+def test_12mp_jpeg_is_sent_as_its_quarter_scale_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded_sizes = spy_jpeg_loads(monkeypatch)
     prepared = prepare_image(corpus.photo_12mp_jpeg(), "holiday.jpg", **LIMITS)
 
-    assert decoded_sizes and decoded_sizes[0] == (
-        2000,
-        1500,
-    )  # JPEG DCT scaling: 1/4 of the pixels decoded
-    assert (prepared.width, prepared.height) == (1120, 840)
+    # libjpeg DCT scaling: 1/16 of the pixels decoded, and 1000 px is close enough to 1120 to skip
+    # the resample (Llama 3.2 Vision still fills the same 2×2 grid of 560-px tiles)
+    assert set(decoded_sizes) == {(1000, 750)}
+    assert (prepared.width, prepared.height) == (1000, 750)
     assert prepared.mime_type == "image/jpeg"
     assert decode(prepared.data).format == "JPEG"
-    assert decode(prepared.data).size == (1120, 840)
+    assert decode(prepared.data).size == (1000, 750)
     assert prepared.label == "holiday.jpg"
+
+
+def test_12mp_mpo_is_drafted_like_a_jpeg(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded_sizes = spy_jpeg_loads(monkeypatch)
+    frames = [corpus.solid((4000, 3000), corpus.RED), corpus.solid((4000, 3000), corpus.BLUE)]
+    data = corpus.encode(frames[0], "MPO", save_all=True, append_images=frames[1:])
+    prepared = prepare_image(data, "camera.jpg", **LIMITS)
+    assert decoded_sizes[0] == (1000, 750)
+    assert (prepared.width, prepared.height) == (1000, 750)
+    assert close_to(decode(prepared.data).convert("RGB").getpixel((500, 375)), corpus.RED)
+
+
+@pytest.mark.parametrize(
+    ("size", "decoded", "sent"),
+    [
+        ((3000, 2250), (1500, 1125), (1120, 840)),
+        ((2000, 1500), (1000, 750), (1000, 750)),
+        ((1500, 1000), (1500, 1000), (1120, 747)),
+        ((8000, 6000), (1000, 750), (1000, 750)),
+    ],
+    ids=[
+        "quarter-too-small-half-resampled",
+        "half-sent-as-decoded",
+        "no-scale-fits-full-resampled",
+        "48mp-eighth",
+    ],
+)
+def test_jpeg_draft_scale_and_sent_size(
+    monkeypatch: pytest.MonkeyPatch,
+    size: tuple[int, int],
+    decoded: tuple[int, int],
+    sent: tuple[int, int],
+) -> None:
+    decoded_sizes = spy_jpeg_loads(monkeypatch)
+    data = corpus.jpeg_bytes(size)
+    prepared = prepare_image(data, "photo.jpg", **LIMITS)
+    assert set(decoded_sizes) == {decoded}
+    assert (prepared.width, prepared.height) == sent
+    assert MAX_SIDE_PX * 0.85 <= max(sent) <= MAX_SIDE_PX
+
+
+def test_quarter_scale_decode_averages_rather_than_skips_pixels() -> None:
+    source = fine_detail_photo()
+    data = corpus.encode(source, "JPEG", quality=92)
+    decoded = decode_image(data, "grid.jpg", **LIMITS)
+    assert decoded.size == (1000, 750)
+    # DCT scaling is an area average: compare with Pillow's box filter, not with decimation
+    reference = source.resize(decoded.size, Image.Resampling.BOX)
+    assert psnr(source.resize(decoded.size, Image.Resampling.NEAREST), reference) < 25
+    assert psnr(decoded, reference) >= 38
+    prepared = prepare_image(data, "grid.jpg", **LIMITS)
+    assert len(prepared.data) < len(data) // 10
+
+
+def test_4k_png_screenshot_is_resampled_to_the_full_side() -> None:
+    prepared = prepare_image(corpus.png_bytes((3840, 2160)), "screen.png", **LIMITS)
+    assert (prepared.width, prepared.height) == (1120, 630)
+    assert prepared.mime_type == "image/jpeg"
 
 
 def test_small_jpeg_keeps_its_size() -> None:
