@@ -136,7 +136,7 @@ class Plan:
 FULL_PLAN = Plan(
     quick=False,
     shape=ModelShape(tokens=200, seconds=2.0, first_token_seconds=0.4),
-    levels=((1, 6), (100, 2), (1000, 1)),
+    levels=((1, 6), (100, 2), (1000, 2)),
     slack=(100, 2),
     profile_answers=300,
     image_scale=1.0,

@@ -19,6 +19,7 @@ from benchmarks.probe import start_probe
 from bot.app import build_conversations
 from bot.config import DEFAULT_SYSTEM_PROMPT, Secrets
 from bot.conversations import Conversations, Status
+from bot.heap import settle_heap
 from bot.messages import ConversationKey, IncomingMessage
 from tests.fakes.openrouter import FAKE_API_KEY, LLAMA_VISION_MODEL
 
@@ -31,11 +32,12 @@ _ids = itertools.count()
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One answer: wall seconds, and seconds outside the SDK (the bot's own code)."""
+    """One answer: wall seconds, seconds of the bot's own steps, and of decoding the model's stream."""
 
     seconds: float
     core_seconds: float = 0.0
     build_seconds: float = 0.0
+    decode_seconds: float = 0.0
 
 
 @dataclass
@@ -135,7 +137,12 @@ class Side:
         ended = time.perf_counter()
         if outcome.status is not Status.ANSWERED:
             raise RuntimeError(f"Glimpse did not answer: {outcome.status} {outcome.text}")
-        return Sample(ended - clock.started, clock.core_seconds(ended), clock.build_seconds())
+        return Sample(
+            ended - clock.started,
+            clock.core_seconds(ended),
+            clock.build_seconds(),
+            clock.decode_seconds,
+        )
 
     async def usual_answer(self) -> Sample:
         _, seconds, core = await self.usual.handle(f"t{next(_ids)}", QUESTION)
@@ -147,6 +154,7 @@ async def started_sides(base_url: str) -> Side:
     await side.start()
     for approach in APPROACHES:  # warm up: imports, tokenizer caches, first connections
         await side.runner(approach)()
+    settle_heap()  # as `glimpse run` does once started (it applies to the whole process)
     return side
 
 

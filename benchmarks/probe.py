@@ -1,4 +1,4 @@
-"""Splits each answer's wall time into time inside the openai SDK (the model, as the bot sees it) and the rest."""
+"""Splits each answer's wall time: inside the openai SDK, decoding the model's stream, and the rest."""
 
 from __future__ import annotations
 
@@ -10,21 +10,26 @@ from typing import Any
 
 import openai
 
+from bot import openrouter
+
 __all__ = ["Probe", "install", "start_probe"]
 
 
 @dataclass(slots=True)
 class Probe:
-    """One answer's clock: seconds spent awaiting the SDK, and when the request was first made."""
+    """One answer's clock: seconds awaiting the SDK, decoding its stream, when the request was made."""
 
     started: float
     sdk_seconds: float = 0.0
+    decode_seconds: float = (
+        0.0  # bot/sse.py and the chunk fields: what the SDK's decoder did before
+    )
     request_at: float | None = None
     depth: int = 0  # SDK calls in progress (create() calls post(): only the outer one is timed)
 
     def core_seconds(self, ended: float) -> float:
-        """Wall time of the answer outside the SDK: the bot's own code (its steps never wait)."""
-        return ended - self.started - self.sdk_seconds
+        """Wall time of the answer outside the SDK and the stream decoder: the bot's own steps."""
+        return ended - self.started - self.sdk_seconds - self.decode_seconds
 
     def build_seconds(self) -> float:
         return (self.request_at or self.started) - self.started
@@ -78,12 +83,29 @@ def _timed(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[A
     return timed
 
 
+def _timed_decoding(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function` (Glimpse's decoding of one network read) with its time charged as decoding."""
+
+    def timed(*args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            probe = _current.get()
+            if probe is not None:
+                probe.decode_seconds += time.perf_counter() - started
+
+    return timed
+
+
 def install() -> None:
     """Charge every SDK request, stream step and stream close made under a probe to that probe.
 
     Patched on the classes (`chat.completions.create`, with its request preparation, and
     `AsyncOpenAI.post`, which every resource method calls, and `AsyncStream`), so it holds
-    however the bot calls the SDK. Install before creating clients.
+    however the bot calls the SDK. Glimpse decodes the stream's events itself (bot/sse.py,
+    called through `bot.openrouter._take` once per network read): that is timed apart, as
+    decoding. Install before creating clients.
     """
     if _installed:
         return
@@ -100,3 +122,4 @@ def install() -> None:
     openai.AsyncOpenAI.post = _timed(openai.AsyncOpenAI.post)  # type: ignore[method-assign]
     openai.AsyncStream.__aiter__ = timed_aiter  # type: ignore[method-assign]
     openai.AsyncStream.close = _timed(openai.AsyncStream.close)  # type: ignore[method-assign]
+    openrouter._take = _timed_decoding(openrouter._take)

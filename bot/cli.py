@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Secrets, Settings, load_secrets, load_settings
 from bot.context import ContextError
+from bot.heap import settle_heap
 from bot.logs import setup_logging
 from bot.shutdown import serve_until_signalled
 from bot.store import StoreError
@@ -205,6 +206,7 @@ async def _run(args: argparse.Namespace, settings: Settings, secrets: Secrets) -
             runners.append(
                 run_slack(conversations, settings, secrets, http=args.http, port=args.port)
             )
+        settle_heap()  # start-up is done: everything imported and loaded stays
         await serve_until_signalled(
             runners, drain=lambda: conversations.drain(settings.shutdown_timeout_seconds)
         )

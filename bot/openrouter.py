@@ -8,13 +8,15 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import httpx2
 import openai
 
 from bot.config import DEFAULT_MODEL, Settings
+from bot.sse import EventDecoder
 from bot.turns import Usage
 
 __all__ = [
@@ -38,6 +40,7 @@ EARLY_RETRY_BASE_DELAY_SECONDS = 0.5
 EARLY_RETRY_MAX_DELAY_SECONDS = 4.0
 USER_DETAIL_MAX_CHARS = 160
 LOG_DETAIL_MAX_CHARS = 300
+DRAIN_SECONDS = 0.1  # reading what follows `data: [DONE]`, so HTTP/1.1 can reuse the connection
 
 # OpenRouter compresses prompts of endpoints with <= 8K context ("middle-out"); Glimpse trims itself.
 # Current API: the context-compression plugin with enabled=false; `transforms: []` is the older switch.
@@ -166,6 +169,8 @@ class OpenRouterClient:
             max_retries=settings.max_retries,
             organization=None,
             project=None,
+            # aiohttp under the SDK: half the CPU per streamed token of the default httpx2 stack.
+            http_client=openai.DefaultAioHttpClient(),
         )
         self._extra_body = build_extra_body(settings)
         self._info: ModelInfo | None = None
@@ -250,17 +255,20 @@ class OpenRouterClient:
             progress = _Progress()
             try:
                 sdk_stream = await self._open_stream(messages, max_tokens)
+                decoder = EventDecoder()
                 try:
-                    async for chunk in sdk_stream:
-                        for delta in _absorb(chunk, progress):
+                    async for block in sdk_stream:  # one network read: maybe several chunks
+                        text, failure = _take(decoder, block, progress, sdk_stream.response.request)
+                        if text:
                             progress.text_yielded = True
-                            yield TextDelta(delta)
+                            yield TextDelta(text)
+                        if failure is not None:
+                            raise failure
+                        if decoder.done:
+                            await sdk_stream.drain(DRAIN_SECONDS)
+                            break
                 except openai.OpenAIError as exc:
                     raise self._error_in_stream(exc, progress) from None
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise ModelError(
-                        "bad_response", f"unreadable stream chunk: {exc}", retryable=True
-                    ) from None
                 finally:
                     await sdk_stream.close()
                 yield self._finish(progress)
@@ -278,17 +286,16 @@ class OpenRouterClient:
                 )
                 await asyncio.sleep(delay)
 
-    async def _open_stream(self, messages: list[dict[str, Any]], max_tokens: int) -> Any:
+    async def _open_stream(self, messages: list[dict[str, Any]], max_tokens: int) -> _BodyStream:
         try:
-            # cast_to=object: the SDK still signs, retries, maps errors and decodes SSE (error
-            # chunks included), but hands each chunk over as the parsed dict instead of building a
-            # pydantic model per chunk, which was most of the bot's CPU per streamed token.
+            # The SDK signs, retries and maps HTTP errors; the body's events are decoded here, a
+            # network read at a time (the SDK's per-event decoding was most of the CPU per token).
             return await self._client.post(
                 "/chat/completions",
-                cast_to=object,
+                cast_to=bytes,
                 body=self._chat_body(messages, max_tokens),
                 stream=True,
-                stream_cls=openai.AsyncStream[object],
+                stream_cls=_BodyStream,
             )
         except openai.OpenAIError as exc:
             raise self._error_from_sdk(exc, retryable=False) from None  # the SDK already retried
@@ -332,7 +339,7 @@ class OpenRouterClient:
 
     def _error_in_stream(self, exc: openai.OpenAIError, progress: _Progress) -> ModelError:
         """A failure after the HTTP 200: OpenRouter's error chunk, a cut connection or a stalled read."""
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError) and _timed_out(exc):
             return ModelError(
                 "timeout", "no data from OpenRouter within the read timeout", retryable=True
             )
@@ -357,7 +364,7 @@ class OpenRouterClient:
         return self._status_error(status, code, message, detail)
 
     def _error_from_sdk(self, exc: openai.OpenAIError, *, retryable: bool = False) -> ModelError:
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError) and _timed_out(exc):
             return ModelError(
                 "timeout", "OpenRouter did not answer within the timeout", retryable=retryable
             )
@@ -407,6 +414,61 @@ class OpenRouterClient:
             _redact(error.detail, self._api_key),
         )
         return error
+
+
+class _BodyStream(openai.AsyncStream[bytes]):
+    """A streamed response's body as the SDK reads it, undecoded; errors mapped as the SDK does."""
+
+    async def __stream__(self) -> AsyncIterator[bytes]:
+        response = self.response
+        try:
+            async for block in response.aiter_bytes():
+                yield block
+        except httpx2.TimeoutException as exc:
+            raise openai.APITimeoutError(request=response.request) from exc
+        except httpx2.RequestError as exc:
+            raise openai.APIConnectionError(request=response.request) from exc
+        finally:
+            await response.aclose()
+
+    async def drain(self, seconds: float) -> None:
+        """Read the rest of the body for at most `seconds`, then close it; errors are ignored."""
+        try:
+            async with asyncio.timeout(seconds):
+                async for _ in self._iterator:
+                    pass
+        except (TimeoutError, openai.OpenAIError):
+            pass
+        finally:
+            await self.close()
+
+
+def _take(
+    decoder: EventDecoder, block: bytes, progress: _Progress, request: httpx2.Request
+) -> tuple[str, Exception | None]:
+    """The text of the chunks one read completed, and the failure that ended the stream there.
+
+    Text that arrived before an error chunk or an unreadable chunk is returned with it, never lost.
+    """
+    texts: list[str] = []
+    try:
+        for chunk in decoder.feed(block):
+            if isinstance(chunk, dict) and chunk.get("error"):
+                return "".join(texts), _error_chunk(chunk, request)
+            texts += _absorb(chunk, progress)
+    except ValueError as exc:  # not JSON, or not UTF-8
+        error = ModelError("bad_response", f"unreadable stream chunk: {exc}", retryable=True)
+        return "".join(texts), error
+    return "".join(texts), None
+
+
+def _error_chunk(chunk: dict[str, Any], request: httpx2.Request) -> openai.APIError:
+    """OpenRouter's mid-stream error chunk as the SDK would raise it."""
+    error = chunk["error"]
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str) or not message:
+        message = "An error occurred during streaming"
+    return openai.APIError(message, request, body=error)
 
 
 def _attribution_headers(settings: Settings) -> dict[str, str]:
@@ -476,8 +538,25 @@ def _redact(text: str, api_key: str) -> str:
 
 
 def _cause(exc: BaseException) -> str:
+    causes = _causes(exc)
+    return type(causes[-1]).__name__ if causes else type(exc).__name__
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exceptions behind `exc`, outermost first (a chain of at most a few links)."""
+    chain: list[BaseException] = []
     cause = exc.__cause__ or exc.__context__
-    return type(cause).__name__ if cause is not None else type(exc).__name__
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
+
+
+def _timed_out(exc: openai.APITimeoutError) -> bool:
+    """Whether a timeout error really is one: the aiohttp transport also reports a refused
+    or dropped connection as a connect timeout; its cause then is no TimeoutError."""
+    causes = _causes(exc)
+    return not causes or any(isinstance(cause, TimeoutError) for cause in causes)
 
 
 def _early_retry_delay(attempt: int) -> float:

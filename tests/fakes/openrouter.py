@@ -23,6 +23,7 @@ __all__ = [
     "FakeOpenRouter",
     "RecordedRequest",
     "model_catalogue",
+    "split_reply",
 ]
 
 FAKE_API_KEY = "sk-or-v1-fake-0123456789abcdef0123456789abcdef"
@@ -364,7 +365,7 @@ class FakeOpenRouter(LoopbackServer):
         await response.write(b": OPENROUTER PROCESSING\n\n")
         if self.first_token_latency_seconds:
             await asyncio.sleep(self.first_token_latency_seconds)
-        pieces = _split(text, self.chunks)
+        pieces = split_reply(text, self.chunks)
         stop_after = _stop_after(behaviour, len(pieces))
         created = int(time.time())
         for index, piece in enumerate(pieces[:stop_after]):
@@ -455,11 +456,11 @@ class FakeOpenRouter(LoopbackServer):
                     "native_finish_reason": "stop",
                 }
             ],
-            "usage": self._usage(body, model, len(_split(text, self.chunks))),
+            "usage": self._usage(body, model, len(split_reply(text, self.chunks))),
         }
 
 
-def _split(text: str, parts: int) -> list[str]:
+def split_reply(text: str, parts: int) -> list[str]:
     """Split `text` into at most `parts` non-empty pieces at roughly equal lengths."""
     if not text:
         return []

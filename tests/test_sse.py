@@ -1,0 +1,112 @@
+"""The SSE decoder: OpenRouter's event stream, split anywhere, in any line-ending style."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.sse import EventDecoder
+
+CHUNKS = [
+    {"id": "gen-1", "choices": [{"delta": {"content": "Hello"}, "finish_reason": None}]},
+    {"id": "gen-1", "choices": [{"delta": {"content": " wörld 🌍\nnext"}, "finish_reason": None}]},
+    {"id": "gen-1", "choices": [{"delta": {}, "finish_reason": "stop"}]},
+    {"id": "gen-1", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}},
+]
+
+
+def openrouter_body(newline: str = "\n") -> bytes:
+    """A stream as OpenRouter writes it: a keep-alive comment, the chunks, then [DONE]."""
+    events = [": OPENROUTER PROCESSING"]
+    events += [f"data: {json.dumps(chunk, ensure_ascii=False)}" for chunk in CHUNKS]
+    events.append("data: [DONE]")
+    return "".join(event + newline * 2 for event in events).encode()
+
+
+def decode(blocks: list[bytes]) -> tuple[list[object], EventDecoder]:
+    decoder = EventDecoder()
+    payloads: list[object] = []
+    for block in blocks:
+        payloads += decoder.feed(block)
+    return payloads, decoder
+
+
+def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(max(cut, 0), len(data)) for cut in cuts})
+    edges = [0, *points, len(data)]
+    return [data[start:end] for start, end in zip(edges, edges[1:], strict=False)]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_one_read_gives_every_chunk_then_done(newline: str) -> None:
+    payloads, decoder = decode([openrouter_body(newline)])
+    assert payloads == CHUNKS
+    assert decoder.done
+
+
+@given(
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=2_000), max_size=40),
+)
+def test_any_split_between_reads_gives_the_same_chunks(newline: str, cuts: list[int]) -> None:
+    body = openrouter_body(newline)
+    payloads, decoder = decode(split_at(body, cuts))
+    assert payloads == CHUNKS
+    assert decoder.done
+
+
+def test_a_crlf_split_between_reads_is_one_line_ending() -> None:
+    body = b'data: {"a": 1}\r\n\r\ndata: {"a": 2}\r\n\r\n'
+    blocks = [body[:15], b"", body[15:16], body[16:]]  # ...}\r | (nothing) | \n | \r\n...
+    assert blocks[0].endswith(b"\r") and blocks[2] == b"\n"
+    assert decode(blocks)[0] == [{"a": 1}, {"a": 2}]
+
+
+def test_several_data_lines_are_joined_with_newlines() -> None:
+    body = b'data: {"text":\ndata: "two lines"}\n\n'
+    assert decode([body])[0] == [{"text": "two lines"}]
+
+
+def test_other_fields_comments_and_empty_events_are_skipped() -> None:
+    body = (
+        b": keep-alive\n\n"
+        b'event: message\nid: 7\nretry: 1000\ndata: {"n": 1}\n\n'
+        b"id: 8\n\n"
+        b"data:\n\n"
+        b"data\n\n"
+        b"\n\n\n"
+        b'data:{"n": 2}\n\n'
+    )
+    payloads, decoder = decode([body])
+    assert payloads == [{"n": 1}, {"n": 2}]  # "data:" with no space is allowed too
+    assert not decoder.done
+
+
+def test_done_ends_the_stream_and_later_bytes_are_ignored() -> None:
+    decoder = EventDecoder()
+    assert list(decoder.feed(b'data: {"n": 1}\n\ndata: [DONE]\n\ndata: {"n": 2}\n\n')) == [{"n": 1}]
+    assert decoder.done
+    assert list(decoder.feed(b'data: {"n": 3}\n\n')) == []
+
+
+def test_an_event_cut_off_by_the_end_of_the_body_is_not_dispatched() -> None:
+    payloads, decoder = decode([b'data: {"n": 1}\n\ndata: {"n": 2}'])
+    assert payloads == [{"n": 1}]
+    assert not decoder.done
+
+
+def test_chunks_before_a_malformed_one_arrive_and_then_it_raises() -> None:
+    decoder = EventDecoder()
+    seen = []
+    with pytest.raises(ValueError):
+        for payload in decoder.feed(b'data: {"n": 1}\n\ndata: {"n": \n\n'):
+            seen.append(payload)
+    assert seen == [{"n": 1}]
+
+
+def test_invalid_utf8_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        list(EventDecoder().feed(b'data: {"text": "\xff"}\n\n'))
