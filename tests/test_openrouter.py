@@ -97,6 +97,16 @@ async def test_streams_text_then_usage_and_cost(
     assert end.finish_reason == "stop"
 
 
+async def test_consecutive_answers_reuse_one_connection(
+    fake_openrouter: FakeOpenRouter, client: OpenRouterClient
+) -> None:
+    fake_openrouter.done_linger_seconds = 0.02  # the body's end comes in a later read
+    for _ in range(3):
+        await collect(client)
+    peers = {request.peer for request in fake_openrouter.chat_requests}
+    assert len(fake_openrouter.chat_requests) == 3 and len(peers) == 1  # the body was drained
+
+
 async def test_usage_names_the_model_that_answered(
     fake_openrouter: FakeOpenRouter, client: OpenRouterClient
 ) -> None:

@@ -110,6 +110,9 @@ class RecordedRequest:
     path: str
     headers: CIMultiDict[str]
     body: Any
+    peer: Any = (
+        None  # the client's (host, port): the same for requests on one kept-alive connection
+    )
 
 
 # --- one-shot behaviours, consumed in order by the next requests of a route ---
@@ -191,6 +194,7 @@ class FakeOpenRouter(LoopbackServer):
     reply: str = DEFAULT_REPLY
     chunks: int = DEFAULT_CHUNKS  # content deltas the reply is split into
     chunk_delay_seconds: float = 0.0  # pause between deltas
+    done_linger_seconds: float = 0.0  # pause between `data: [DONE]` and the end of the body
     first_token_latency_seconds: float = (
         0.0  # pause after the processing comment, before the first delta
     )
@@ -392,6 +396,8 @@ class FakeOpenRouter(LoopbackServer):
             _sse(_chunk(generation_id, created, model, {}, None, usage=usage, choices=False))
         )
         await response.write(b"data: [DONE]\n\n")
+        if self.done_linger_seconds:
+            await asyncio.sleep(self.done_linger_seconds)  # the body ends a little after [DONE]
         await response.write_eof()
         return response
 
@@ -401,7 +407,13 @@ class FakeOpenRouter(LoopbackServer):
         self.request_count += 1
         if self.record_requests:
             self.requests.append(
-                RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body)
+                RecordedRequest(
+                    request.method,
+                    request.path,
+                    CIMultiDict(request.headers),
+                    body,
+                    request.transport.get_extra_info("peername") if request.transport else None,
+                )
             )
 
     def _check_auth(self, request: web.Request) -> web.Response | None:
