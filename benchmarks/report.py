@@ -468,8 +468,9 @@ def _p1_note(results: Results, top: Level) -> str:
         f"answers take {_fmt(_p50(top, 'bare'))} s (the fake model, on the other core, is CPU-bound "
         f"itself at this load). Of the difference to the bare client, Glimpse's own steps are "
         f"{_fmt(core_ms(top)[0])} ms per answer (p50) and decoding 200 JSON chunks "
-        f"{_fmt(decode_p50)} ms; the rest is the SDK's request path (building the request through "
-        f"httpx2's models, about 0.9 ms) and its per-read stream layers."
+        f"{_fmt(decode_p50)} ms; the rest is the SDK's request path (the request built through "
+        f"httpx2's models and pydantic options), httpx2's per-read stream layers over aiohttp, and "
+        f"aiohttp re-arming the read timeout on every read (the bare client sets none)."
     )
     if results.profile is not None and results.profile.total > 0:
         first, seconds = next(iter(results.profile.seconds.items()))
@@ -543,7 +544,7 @@ times move with the machine's load.
 
 ## P1 overhead: time per answer ÷ the model's own time
 
-The model's time is what a bare client (raw aiohttp, SSE lines read, nothing parsed) sees from
+The model's time is what a bare client (raw aiohttp, the body read as it arrives, nothing parsed) sees from
 the same fake at the same concurrency. "SDK alone" is the openai SDK with one shared client,
 every chunk parsed and dropped. "Usual" is the llmcord-style bot in `baseline.py` (a new
 `AsyncOpenAI` client per message, one global edit throttle, no token counting). Glimpse answers
