@@ -21,9 +21,8 @@ class Probe:
 
     started: float
     sdk_seconds: float = 0.0
-    decode_seconds: float = (
-        0.0  # bot/sse.py and the chunk fields: what the SDK's decoder did before
-    )
+    # bot/sse.py and reading the chunks' fields: what the SDK's own decoder did before
+    decode_seconds: float = 0.0
     request_at: float | None = None
     depth: int = 0  # SDK calls in progress (create() calls post(): only the outer one is timed)
 

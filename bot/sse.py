@@ -58,17 +58,15 @@ class EventDecoder:
 def _data_of(event: bytes) -> bytes | None:
     """The event's data (its `data:` lines joined), or None when it has none (a comment, say)."""
     if b"\n" not in event:  # the usual case: one line
-        if event.startswith(_DATA):
-            return _field_value(event)
-        return b"" if event == b"data" else None
-    values = [
-        _field_value(line) if line != b"data" else b""
-        for line in event.split(b"\n")
-        if line.startswith(_DATA) or line == b"data"
-    ]
+        return _field_value(event) if _is_data(event) else None
+    values = [_field_value(line) for line in event.split(b"\n") if _is_data(line)]
     return b"\n".join(values) if values else None
 
 
+def _is_data(line: bytes) -> bool:
+    return line.startswith(_DATA) or line == b"data"  # a bare field name: an empty value
+
+
 def _field_value(line: bytes) -> bytes:
-    value = line[len(_DATA) :]
+    value = line[len(_DATA) :]  # b"" for the bare name
     return value[1:] if value.startswith(b" ") else value

@@ -110,9 +110,8 @@ class RecordedRequest:
     path: str
     headers: CIMultiDict[str]
     body: Any
-    peer: Any = (
-        None  # the client's (host, port): the same for requests on one kept-alive connection
-    )
+    # the client's (host, port): the same for requests on one kept-alive connection
+    peer: Any = None
 
 
 # --- one-shot behaviours, consumed in order by the next requests of a route ---
