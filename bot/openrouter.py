@@ -17,6 +17,7 @@ import openai
 
 from bot.config import DEFAULT_MODEL, Settings
 from bot.sse import EventDecoder
+from bot.transport import AiohttpTransport
 from bot.turns import Usage
 
 __all__ = [
@@ -169,7 +170,7 @@ class OpenRouterClient:
             organization=None,
             project=None,
             # aiohttp under the SDK: half the CPU per streamed token of the default httpx2 stack.
-            http_client=openai.DefaultAioHttpClient(),
+            http_client=httpx2.AsyncClient(transport=AiohttpTransport(), follow_redirects=True),
         )
         self._extra_body = build_extra_body(settings)
         self._info: ModelInfo | None = None
@@ -338,7 +339,7 @@ class OpenRouterClient:
 
     def _error_in_stream(self, exc: openai.OpenAIError, progress: _Progress) -> ModelError:
         """A failure after the HTTP 200: OpenRouter's error chunk, a cut connection or a stalled read."""
-        if isinstance(exc, openai.APITimeoutError) and _timed_out(exc):
+        if isinstance(exc, openai.APITimeoutError):
             return ModelError(
                 "timeout", "no data from OpenRouter within the read timeout", retryable=True
             )
@@ -363,7 +364,7 @@ class OpenRouterClient:
         return self._status_error(status, code, message, detail)
 
     def _error_from_sdk(self, exc: openai.OpenAIError, *, retryable: bool = False) -> ModelError:
-        if isinstance(exc, openai.APITimeoutError) and _timed_out(exc):
+        if isinstance(exc, openai.APITimeoutError):
             return ModelError(
                 "timeout", "OpenRouter did not answer within the timeout", retryable=retryable
             )
@@ -420,8 +421,12 @@ class _BodyStream(openai.AsyncStream[bytes]):
 
     async def __stream__(self) -> AsyncIterator[bytes]:
         response = self.response
+        # An uncompressed body is read straight from the transport, without httpx2's decoding
+        # layers (a few generator steps per network read); a compressed one goes through them.
+        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+        blocks = response.aiter_bytes() if encoded else response.stream
         try:
-            async for block in response.aiter_bytes():
+            async for block in blocks:  # type: ignore[union-attr]
                 yield block
         except httpx2.TimeoutException as exc:
             raise openai.APITimeoutError(request=response.request) from exc
@@ -549,13 +554,6 @@ def _causes(exc: BaseException) -> list[BaseException]:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
     return chain
-
-
-def _timed_out(exc: openai.APITimeoutError) -> bool:
-    """Whether a timeout error really is one: the aiohttp transport also reports a refused
-    or dropped connection as a connect timeout; its cause then is no TimeoutError."""
-    causes = _causes(exc)
-    return not causes or any(isinstance(cause, TimeoutError) for cause in causes)
 
 
 def _early_retry_delay(attempt: int) -> float:

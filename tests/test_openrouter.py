@@ -372,6 +372,60 @@ async def test_hung_server_times_out(fake_openrouter: FakeOpenRouter) -> None:
     assert time.monotonic() - started < 2.0
 
 
+async def test_stream_that_stalls_after_text_times_out(fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.stall_mid_stream(after_chunks=2)
+    client = OpenRouterClient(
+        make_settings(fake_openrouter, request_timeout_seconds=0.3, max_retries=0), FAKE_API_KEY
+    )
+    started = time.monotonic()
+    try:
+        deltas, error = await fail(client)
+    finally:
+        await client.close()
+    assert "".join(deltas) == first_pieces(fake_openrouter, 2)
+    assert error.kind == "timeout"
+    assert 0.3 <= time.monotonic() - started < 2.0
+
+
+async def test_a_short_pause_mid_stream_is_not_a_timeout(fake_openrouter: FakeOpenRouter) -> None:
+    fake_openrouter.stall_mid_stream(after_chunks=2, seconds=0.2)
+    client = OpenRouterClient(
+        make_settings(fake_openrouter, request_timeout_seconds=0.5, max_retries=0), FAKE_API_KEY
+    )
+    try:
+        text, end = await collect(client)
+    finally:
+        await client.close()
+    assert text == fake_openrouter.reply and end.finish_reason == "stop"
+
+
+async def test_a_reader_busy_elsewhere_is_not_a_stalled_stream(
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    """The read timeout measures the server, not how long the bot takes between reads."""
+    client = OpenRouterClient(
+        make_settings(fake_openrouter, request_timeout_seconds=0.2, max_retries=0), FAKE_API_KEY
+    )
+    pieces: list[str] = []
+    try:
+        async for event in client.stream(QUESTION, max_tokens=256):
+            if isinstance(event, TextDelta):
+                pieces.append(event.text)
+                if len(pieces) == 1:
+                    await asyncio.sleep(0.5)  # a slow platform edit, say
+    finally:
+        await client.close()
+    assert "".join(pieces) == fake_openrouter.reply
+
+
+async def test_a_compressed_stream_is_decoded(
+    fake_openrouter: FakeOpenRouter, client: OpenRouterClient
+) -> None:
+    fake_openrouter.gzip_streams = True
+    text, end = await collect(client)
+    assert text == fake_openrouter.reply and end.finish_reason == "stop"
+
+
 async def test_unreachable_server_is_unavailable() -> None:
     settings = Settings(base_url=f"http://127.0.0.1:{_closed_port()}/api/v1", max_retries=0)
     client = OpenRouterClient(settings, FAKE_API_KEY)

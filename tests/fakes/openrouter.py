@@ -138,6 +138,12 @@ class _Hang:
 
 
 @dataclass(frozen=True, slots=True)
+class _StallMidStream:
+    after_chunks: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class _ResetMidStream:
     after_chunks: int
 
@@ -158,7 +164,14 @@ class _Reply:
 
 
 _Behaviour = (
-    _Fail | _ErrorMidStream | _Hang | _ResetMidStream | _EndEarly | _MalformedChunk | _Reply
+    _Fail
+    | _ErrorMidStream
+    | _Hang
+    | _StallMidStream
+    | _ResetMidStream
+    | _EndEarly
+    | _MalformedChunk
+    | _Reply
 )
 
 _DEFAULT_MESSAGES = {
@@ -198,6 +211,7 @@ class FakeOpenRouter(LoopbackServer):
         0.0  # pause after the processing comment, before the first delta
     )
     record_requests: bool = True  # benchmarks can turn this off
+    gzip_streams: bool = False  # send SSE bodies with Content-Encoding: gzip
     responder: Responder | None = None  # body -> reply text; beats `reply`
     answering_model: str | None = None  # model named in responses; default: the request's model
     models: list[dict[str, Any]] = field(default_factory=model_catalogue)
@@ -271,6 +285,10 @@ class FakeOpenRouter(LoopbackServer):
     def hang_next(self, seconds: float = HANG_FOREVER_SECONDS) -> None:
         """Accept the next chat request and send nothing for `seconds` (or until the fake closes)."""
         self._queues["chat"].append(_Hang(seconds))
+
+    def stall_mid_stream(self, after_chunks: int, seconds: float = HANG_FOREVER_SECONDS) -> None:
+        """The next stream sends `after_chunks` deltas, then nothing for `seconds`, then the rest."""
+        self._queues["chat"].append(_StallMidStream(after_chunks, seconds))
 
     def reset_connection_mid_stream(self, after_chunks: int) -> None:
         """Stream `after_chunks` deltas, then abort the TCP connection."""
@@ -364,6 +382,8 @@ class FakeOpenRouter(LoopbackServer):
         behaviour: _Behaviour | None,
         generation_id: str,
     ) -> web.StreamResponse:
+        if self.gzip_streams:
+            response.enable_compression(web.ContentCoding.gzip)
         await response.prepare(request)
         await response.write(b": OPENROUTER PROCESSING\n\n")
         if self.first_token_latency_seconds:
@@ -374,6 +394,8 @@ class FakeOpenRouter(LoopbackServer):
         for index, piece in enumerate(pieces[:stop_after]):
             if index and self.chunk_delay_seconds:
                 await asyncio.sleep(self.chunk_delay_seconds)
+            if isinstance(behaviour, _StallMidStream) and index == behaviour.after_chunks:
+                await self._sleep(behaviour.seconds)
             await response.write(
                 _sse(_chunk(generation_id, created, model, {"content": piece}, None))
             )
