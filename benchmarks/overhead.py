@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import openai
+from pydantic import SecretStr
 
 from benchmarks import probe
 from benchmarks.baseline import UsualBot
@@ -23,16 +25,19 @@ from bot.heap import settle_heap
 from bot.messages import ConversationKey, IncomingMessage
 from tests.fakes.openrouter import FAKE_API_KEY, LLAMA_VISION_MODEL
 
-__all__ = ["APPROACHES", "Level", "Sample", "Side", "run_level", "started_sides"]
+__all__ = ["APPROACHES", "PROBED", "Level", "Sample", "Side", "run_level", "started_sides"]
 
 QUESTION = "What is in this photo of the lake? Answer in a few sentences, please."
-APPROACHES = ("bare", "sdk", "glimpse", "usual")
+APPROACHES = ("bare", "sdk", "glimpse", "probed", "usual")
+# Rounds run under benchmarks/probe.py, whose wrappers cost CPU per network read: only these
+# samples carry a breakdown ("probed" is Glimpse again, for its own; "usual" for its core).
+PROBED = frozenset({"probed", "usual"})
 _ids = itertools.count()
 
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One answer: wall seconds, seconds of the bot's own steps, and of decoding the model's stream."""
+    """One answer: wall seconds, and under the probe seconds of the bot's own steps and of decoding."""
 
     seconds: float
     core_seconds: float = 0.0
@@ -70,15 +75,14 @@ def _request_body() -> dict[str, object]:
 
 
 class Side:
-    """The four ways of getting an answer from the same fake, each ready to run a round."""
+    """The five ways of getting an answer from the same fake, each ready to run a round."""
 
     def __init__(self, base_url: str) -> None:
-        probe.install()  # before any client exists
         self.base_url = base_url
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         self.sdk = openai.AsyncOpenAI(base_url=base_url, api_key=FAKE_API_KEY, max_retries=0)
         self.conversations: Conversations = build_conversations(
-            core_settings(base_url), Secrets(openrouter_api_key=FAKE_API_KEY)
+            core_settings(base_url), Secrets(openrouter_api_key=SecretStr(FAKE_API_KEY))
         )
         self.usual = UsualBot(base_url, FAKE_API_KEY, LLAMA_VISION_MODEL, DEFAULT_SYSTEM_PROMPT)
 
@@ -95,6 +99,7 @@ class Side:
             "bare": self.bare_answer,
             "sdk": self.sdk_answer,
             "glimpse": self.glimpse_answer,
+            "probed": self.probed_answer,
             "usual": self.usual_answer,
         }[approach]
 
@@ -114,7 +119,7 @@ class Side:
         body = _request_body()
         stream = await self.sdk.chat.completions.create(
             model=LLAMA_VISION_MODEL,
-            messages=body["messages"],  # type: ignore[arg-type]
+            messages=body["messages"],  # type: ignore[call-overload]
             stream=True,
             max_tokens=1024,
             stream_options={"include_usage": True},
@@ -124,18 +129,18 @@ class Side:
         return Sample(time.perf_counter() - started)
 
     async def glimpse_answer(self) -> Sample:
-        number = next(_ids)
-        message = IncomingMessage(
-            key=ConversationKey("bench", "w1", "c1", f"t{number}"),
-            message_id=f"m{number}",
-            author_id=f"u{number % 500}",
-            text=QUESTION,
-        )
+        """Glimpse as it runs in production, through `Conversations.handle`: wall seconds only."""
+        message = _message()
+        started = time.perf_counter()
+        await self._answer(message)
+        return Sample(time.perf_counter() - started)
+
+    async def probed_answer(self) -> Sample:
+        """The same answer in a round under the probe: wall seconds and their breakdown."""
+        message = _message()
         clock = start_probe()
-        outcome = await self.conversations.handle(message, MemorySink())
+        await self._answer(message)
         ended = time.perf_counter()
-        if outcome.status is not Status.ANSWERED:
-            raise RuntimeError(f"Glimpse did not answer: {outcome.status} {outcome.text}")
         return Sample(
             ended - clock.started,
             clock.core_seconds(ended),
@@ -143,16 +148,39 @@ class Side:
             clock.decode_seconds,
         )
 
+    async def _answer(self, message: IncomingMessage) -> None:
+        outcome = await self.conversations.handle(message, MemorySink())
+        if outcome.status is not Status.ANSWERED:
+            raise RuntimeError(f"Glimpse did not answer: {outcome.status} {outcome.text}")
+
     async def usual_answer(self) -> Sample:
         _, seconds, core = await self.usual.handle(f"t{next(_ids)}", QUESTION)
         return Sample(seconds, core)
 
 
+def _message() -> IncomingMessage:
+    """The question, in a new conversation of its own."""
+    number = next(_ids)
+    return IncomingMessage(
+        key=ConversationKey("bench", "w1", "c1", f"t{number}"),
+        message_id=f"m{number}",
+        author_id=f"u{number % 500}",
+        text=QUESTION,
+    )
+
+
+def _probe_for(approach: str) -> contextlib.AbstractContextManager[None]:
+    """The probe installed for a round of `approach` if it is one of PROBED, else nothing."""
+    return probe.installed() if approach in PROBED else contextlib.nullcontext()
+
+
 async def started_sides(base_url: str) -> Side:
+    """A started Side, every approach run once (clients first used without the probe)."""
     side = Side(base_url)
     await side.start()
     for approach in APPROACHES:  # warm up: imports, tokenizer caches, first connections
-        await side.runner(approach)()
+        with _probe_for(approach):
+            await side.runner(approach)()
     settle_heap()  # as `glimpse run` does once started (it applies to the whole process)
     return side
 
@@ -181,20 +209,26 @@ class _GcWatch:
 async def _round(
     side: Side, approach: str, concurrency: int
 ) -> tuple[list[Sample], float, list[float]]:
-    """One round of `concurrency` answers at once: samples, this process's CPU s, GC pauses ms."""
+    """One round of `concurrency` answers at once: samples, this process's CPU s, GC pauses ms.
+
+    Every answer has ended when `gather` returns, so the probe goes in and out with no stream open.
+    """
     run = side.runner(approach)
     gc.collect()
-    cpu = time.process_time()
-    with _GcWatch() as watch:
-        samples = list(await asyncio.gather(*(run() for _ in range(concurrency))))
-    return samples, time.process_time() - cpu, watch.pauses_ms
+    with _probe_for(approach):
+        cpu = time.process_time()
+        with _GcWatch() as watch:
+            samples = list(await asyncio.gather(*(run() for _ in range(concurrency))))
+        cpu_seconds = time.process_time() - cpu
+    return samples, cpu_seconds, watch.pauses_ms
 
 
 async def run_level(side: Side, concurrency: int, rounds: int) -> Level:
     """`rounds` rounds of every approach at `concurrency`, the order rotated each round."""
     level = Level(concurrency)
     for index in range(rounds):
-        order = APPROACHES[index % 4 :] + APPROACHES[: index % 4]
+        shift = index % len(APPROACHES)
+        order = APPROACHES[shift:] + APPROACHES[:shift]
         for approach in order:
             samples, cpu_seconds, pauses = await _round(side, approach, concurrency)
             level.samples[approach] += samples

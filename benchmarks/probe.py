@@ -1,9 +1,10 @@
-"""Splits each answer's wall time: inside the openai SDK, decoding the model's stream, and the rest."""
+"""While installed, splits each answer's wall time: in the openai SDK, decoding the model's stream, the rest."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import openai
 
 from bot import openrouter
 
-__all__ = ["Probe", "install", "start_probe"]
+__all__ = ["Probe", "installed", "start_probe"]
 
 
 @dataclass(slots=True)
@@ -35,7 +36,6 @@ class Probe:
 
 
 _current: ContextVar[Probe | None] = ContextVar("bench_probe", default=None)
-_installed: list[bool] = []
 
 
 def start_probe() -> Probe:
@@ -96,28 +96,75 @@ def _timed_decoding(function: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
-def install() -> None:
+def _timed_aiter(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`AsyncStream.__aiter__` whose iterator, under a probe, charges every wait to it."""
+
+    def timed(self: Any) -> Any:
+        probe = _current.get()
+        iterator = function(self)
+        return iterator if probe is None else _TimedIterator(iterator, probe)
+
+    return timed
+
+
+def _wrappers() -> list[tuple[Any, str, Callable[..., Any]]]:
+    """(owner, attribute, timed replacement) for each function the probe times."""
+    completions = openai.resources.chat.AsyncCompletions
+    return [
+        (completions, "create", _timed(completions.create)),
+        (openai.AsyncOpenAI, "post", _timed(openai.AsyncOpenAI.post)),
+        (openai.AsyncStream, "__aiter__", _timed_aiter(openai.AsyncStream.__aiter__)),
+        (openai.AsyncStream, "close", _timed(openai.AsyncStream.close)),
+        (openrouter, "_take", _timed_decoding(openrouter._take)),
+    ]
+
+
+_INHERITED = object()  # an owner that held no attribute of its own under that name
+
+
+class _Patches:
+    """The wrappers in place and what they replaced, for as long as any `installed()` block runs."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.originals: list[tuple[Any, str, Any]] = []
+
+    def enter(self) -> None:
+        if not self.depth:
+            for owner, name, wrapper in _wrappers():
+                self.originals.append((owner, name, vars(owner).get(name, _INHERITED)))
+                setattr(owner, name, wrapper)
+        self.depth += 1
+
+    def leave(self) -> None:
+        self.depth -= 1
+        if self.depth:
+            return
+        for owner, name, original in reversed(self.originals):
+            if original is _INHERITED:  # the wrapper shadowed a base class's: uncover it
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+        self.originals.clear()
+
+
+_patches = _Patches()
+
+
+@contextmanager
+def installed() -> Iterator[None]:
     """Charge every SDK request, stream step and stream close made under a probe to that probe.
 
     Patched on the classes (`chat.completions.create`, with its request preparation, and
     `AsyncOpenAI.post`, which every resource method calls, and `AsyncStream`), so it holds
     however the bot calls the SDK. Glimpse decodes the stream's events itself (bot/sse.py,
     called through `bot.openrouter._take` once per network read): that is timed apart, as
-    decoding. Install before creating clients.
+    decoding. Leaving the outermost block puts the originals back, so what runs outside pays
+    no wrapper; enter and leave with no stream in flight. An SDK resource
+    (`client.chat.completions`) keeps the `post` it first saw: first use long-lived clients outside.
     """
-    if _installed:
-        return
-    _installed.append(True)
-    completions = openai.resources.chat.AsyncCompletions
-    aiter = openai.AsyncStream.__aiter__
-
-    def timed_aiter(self: Any) -> Any:
-        probe = _current.get()
-        iterator = aiter(self)
-        return iterator if probe is None else _TimedIterator(iterator, probe)
-
-    completions.create = _timed(completions.create)  # type: ignore[method-assign]
-    openai.AsyncOpenAI.post = _timed(openai.AsyncOpenAI.post)  # type: ignore[method-assign]
-    openai.AsyncStream.__aiter__ = timed_aiter  # type: ignore[method-assign]
-    openai.AsyncStream.close = _timed(openai.AsyncStream.close)  # type: ignore[method-assign]
-    openrouter._take = _timed_decoding(openrouter._take)
+    _patches.enter()
+    try:
+        yield
+    finally:
+        _patches.leave()

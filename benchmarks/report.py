@@ -12,7 +12,7 @@ from benchmarks.context_use import StrategyResult
 from benchmarks.corpus import PROFILES
 from benchmarks.images import ImageResult
 from benchmarks.memory_use import MemoryResult
-from benchmarks.overhead import Level
+from benchmarks.overhead import PROBED, Level, Sample
 from benchmarks.profile import ProfileResult
 from benchmarks.slack_path import SlackResult
 
@@ -61,16 +61,28 @@ def ratio(level: Level, approach: str) -> float:
     return _p50(level, approach) / _p50(level, "bare")
 
 
-def core_ms(level: Level, approach: str = "glimpse") -> tuple[float, float]:
+def _probed(level: Level, approach: str) -> list[Sample]:
+    """`approach`'s samples, which must come from rounds under the probe: no others have a breakdown."""
+    if approach not in PROBED:
+        raise ValueError(f"{approach!r} rounds run without the probe: they have no breakdown")
+    return level.samples[approach]
+
+
+def core_ms(level: Level, approach: str = "probed") -> tuple[float, float]:
     """A bot's own time per answer (outside the SDK and stream decoding), p50 and p99, in ms."""
-    summary = summarise([1000 * s.core_seconds for s in level.samples[approach]])
+    summary = summarise([1000 * s.core_seconds for s in _probed(level, approach)])
     return summary.p50, summary.p99
 
 
 def decode_ms(level: Level) -> tuple[float, float]:
     """Glimpse's time per answer decoding the model's event stream, p50 and p99, in ms."""
-    summary = summarise([1000 * s.decode_seconds for s in level.samples["glimpse"]])
+    summary = summarise([1000 * s.decode_seconds for s in _probed(level, "probed")])
     return summary.p50, summary.p99
+
+
+def build_ms(level: Level) -> float:
+    """Glimpse's median time per answer from `handle` to the SDK call, in ms."""
+    return summarise([1000 * s.build_seconds for s in _probed(level, "probed")]).p50
 
 
 def slack_ratio(slack: SlackResult) -> float:
@@ -239,7 +251,6 @@ def _p1_section(results: Results) -> str:
     for level in results.levels:
         p50, p99 = core_ms(level)
         glimpse = summarise([s.seconds for s in level.samples["glimpse"]])
-        build = summarise([1000 * s.build_seconds for s in level.samples["glimpse"]])
         rows.append(
             [
                 f"{level.concurrency:,}",
@@ -252,10 +263,8 @@ def _p1_section(results: Results) -> str:
                 f"{_fmt(p50)} / {_fmt(p99)}",
                 "{} / {}".format(*(_fmt(v) for v in decode_ms(level))),
                 "{} / {}".format(*(_fmt(v) for v in core_ms(level, "usual"))),
-                _fmt(build.p50, 2),
-                " / ".join(
-                    _fmt(level.cpu_ms_per_answer(a), 1) for a in ("bare", "sdk", "glimpse", "usual")
-                ),
+                _fmt(build_ms(level), 2),
+                _cpu_cell(level),
                 _gc_cell(level),
             ]
         )
@@ -271,10 +280,16 @@ def _p1_section(results: Results) -> str:
         "Glimpse stream decoding ms p50 / p99",
         "usual core ms p50 / p99",
         "Glimpse request build ms p50",
-        "CPU ms per answer: bare / SDK / Glimpse / usual",
+        "CPU ms per answer: bare / SDK / Glimpse (probed rounds) / usual",
         "GC runs during Glimpse rounds (≥ 1 ms, longest ms)",
     ]
     return _table(header, rows) + "\n\n" + _slack_lines(results) + _profile_lines(results)
+
+
+def _cpu_cell(level: Level) -> str:
+    """CPU ms per answer of each approach, Glimpse's rounds under the probe in brackets."""
+    cpu = {a: _fmt(level.cpu_ms_per_answer(a), 1) for a in level.cpu_seconds}
+    return f"{cpu['bare']} / {cpu['sdk']} / {cpu['glimpse']} ({cpu['probed']}) / {cpu['usual']}"
 
 
 def _gc_cell(level: Level) -> str:
@@ -467,7 +482,7 @@ def _p1_note(results: Results, top: Level) -> str:
         f"{top.concurrency * cpu['glimpse'] / 1000:.1f} s of CPU on one core while the bare client's "
         f"answers take {_fmt(_p50(top, 'bare'))} s (the fake model, on the other core, is CPU-bound "
         f"itself at this load). Of the difference to the bare client, Glimpse's own steps are "
-        f"{_fmt(core_ms(top)[0])} ms per answer (p50) and decoding 200 JSON chunks "
+        f"{_fmt(core_ms(top)[0])} ms per answer (p50) and decoding {results.plan.shape.tokens} JSON chunks "
         f"{_fmt(decode_p50)} ms; the rest is the SDK's request path (the request built through "
         f"httpx2's models and pydantic options), httpx2's per-read stream layers over aiohttp, and "
         f"aiohttp re-arming the read timeout on every read (the bare client sets none)."
@@ -488,7 +503,7 @@ def _core_notes(results: Results) -> list[str]:
             continue
         head = (
             f"- **P1 p99 core overhead at {level.concurrency:,} concurrent missed** ({_fmt(p99)} ms "
-            f"vs ≤ {CORE_P99_TARGET_MS:g} ms; p50 {_fmt(p50)} ms, {len(level.samples['glimpse'])} answers). "
+            f"vs ≤ {CORE_P99_TARGET_MS:g} ms; p50 {_fmt(p50)} ms, {len(level.samples['probed'])} answers). "
         )
         notes.append(
             head
@@ -509,10 +524,10 @@ def _idle_note(results: Results, level: Level, busiest: Level) -> str:
 
 
 def _gc_note(level: Level) -> str:
-    pauses = level.gc_pauses_ms["glimpse"]
+    pauses = level.gc_pauses_ms["probed"]
     long = [p for p in pauses if p >= 1.0]
     return (
-        f"The tail is the process stopping inside a Glimpse step: during these rounds the "
+        f"The tail is the process stopping inside a Glimpse step: during the probed rounds the "
         f"garbage collector ran {len(pauses)} times, {len(long)} of them for 1 ms or more "
         f"(longest {_fmt(max(pauses, default=math.nan), 1)} ms), walking the objects of every "
         f"answer in flight; other processes on this 2-core machine preempt it too."
@@ -554,9 +569,13 @@ default, 64, would queue the rest by design).
 Core overhead is each answer's wall time minus its time inside the openai SDK (which sends the
 request and reads the body) and minus Glimpse's decoding of the streamed events (`bot/sse.py`,
 shown in its own column): what is left is the request build, the per-chunk handling, the sink
-and the store. The harness process runs `bot.heap.settle_heap()` once warmed up, as `glimpse run`
-does, so every approach runs under the same garbage-collector settings. The four approaches
-run in rotated order each round.
+and the store. The probe that splits each answer's time (`probe.py`) wraps the SDK's calls and
+every network read, and those wrappers cost CPU, so Glimpse's ratio, wall times, CPU and GC
+figures come from rounds without it, and its core, decoding and build columns from separate
+rounds with it (their CPU in brackets). The usual bot always runs with it, for its core column.
+The harness process runs `bot.heap.settle_heap()` once warmed up, as `glimpse run` does, so every
+approach runs under the same garbage-collector settings. The five kinds of round (Glimpse with
+and without the probe) run in rotated order each round.
 
 {_p1_section(results)}
 ![time per answer ÷ model time against concurrency]({OVERHEAD_PLOT})

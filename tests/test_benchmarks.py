@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
-from benchmarks.common import ModelShape, percentile
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import openai
+import pytest
+
+from benchmarks import overhead, probe
+from benchmarks.common import QUICK_PLAN, ModelShape, percentile
 from benchmarks.context_use import measure_context_use
 from benchmarks.corpus import PROFILES, make_corpus
+from benchmarks.overhead import APPROACHES, Level, Sample, run_level, started_sides
+from benchmarks.report import Results, core_ms, ratio, render
+from bot import openrouter
+from tests.fakes.openrouter import FakeOpenRouter
+
+# What the probe patches, as (owner, attribute).
+PATCHED = (
+    (openai.resources.chat.AsyncCompletions, "create"),
+    (openai.AsyncOpenAI, "post"),
+    (openai.AsyncStream, "__aiter__"),
+    (openai.AsyncStream, "close"),
+    (openrouter, "_take"),
+)
+ABSENT = object()
+TAKE = openrouter._take
 
 
 def test_the_corpus_is_reproducible_and_covers_every_kind() -> None:
@@ -29,3 +52,102 @@ def test_the_fake_model_shape_spreads_its_tokens_over_its_time() -> None:
 def test_percentiles_interpolate() -> None:
     assert percentile([1, 2, 3, 4], 50) == 2.5
     assert percentile([5.0], 99) == 5.0
+
+
+def _own_attributes() -> list[object]:
+    """What each patched owner itself holds under each name (ABSENT if it only inherits it)."""
+    return [vars(owner).get(name, ABSENT) for owner, name in PATCHED]
+
+
+def test_the_probe_puts_back_exactly_what_it_replaced_and_nests() -> None:
+    before = _own_attributes()
+    with probe.installed():
+        inside = _own_attributes()
+        assert all(now is not then for now, then in zip(inside, before, strict=True))
+        with probe.installed():
+            assert _own_attributes() == inside  # a nested block wraps nothing twice
+        assert _own_attributes() == inside  # and leaving it keeps the outer block's wrappers
+    assert _own_attributes() == before
+    assert "post" not in vars(openai.AsyncOpenAI)  # inherited before: not left shadowed
+    with pytest.raises(RuntimeError), probe.installed():
+        raise RuntimeError("an answer failed")
+    assert _own_attributes() == before
+    with probe.installed():  # again, after use: wrapped afresh around the originals
+        assert all(now is not then for now, then in zip(_own_attributes(), before, strict=True))
+    assert _own_attributes() == before
+
+
+def _noting_runner(side: overhead.Side, probed: dict[str, set[bool]]) -> Callable[[str], Any]:
+    """`side.runner` that notes, for each answer, whether the probe was installed."""
+    runner = side.runner
+
+    def noting(approach: str) -> Callable[[], Awaitable[Sample]]:
+        run = runner(approach)
+
+        async def noted() -> Sample:
+            probed[approach].add(openrouter._take is not TAKE)
+            return await run()
+
+        return noted
+
+    return noting
+
+
+async def _quick_levels(
+    fake: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Level], dict[str, set[bool]]]:
+    """The quick plan's P1 levels against `fake`; and, per approach, whether the probe was in."""
+    shape = QUICK_PLAN.shape
+    fake.reply, fake.chunks = shape.reply(), shape.tokens
+    fake.chunk_delay_seconds = shape.chunk_delay_seconds
+    fake.first_token_latency_seconds = shape.first_token_seconds
+    monkeypatch.setattr(overhead, "settle_heap", lambda: None)  # keep pytest's GC settings
+    side = await started_sides(fake.base_url)
+    probed: dict[str, set[bool]] = defaultdict(set)
+    monkeypatch.setattr(side, "runner", _noting_runner(side, probed))
+    try:
+        levels = [await run_level(side, c, rounds) for c, rounds in QUICK_PLAN.levels]
+    finally:
+        await side.close()
+    return levels, probed
+
+
+def _p1_row(markdown: str, concurrency: int) -> dict[str, str]:
+    """The P1 table's row for `concurrency`, cell by column header."""
+    lines = markdown.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("| concurrent |"))
+    row = next(line for line in lines[top:] if line.startswith(f"| {concurrency:,} |"))
+    return dict(zip(_cells(lines[top]), _cells(row), strict=True))
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+async def test_p1_takes_ratios_from_unprobed_rounds_and_the_breakdown_from_probed_ones(
+    fake_openrouter: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    levels, probed = await _quick_levels(fake_openrouter, monkeypatch)
+    assert probed == {
+        "bare": {False},
+        "sdk": {False},
+        "glimpse": {False},
+        "probed": {True},
+        "usual": {True},
+    }
+    assert openrouter._take is TAKE
+    for level, (concurrency, rounds) in zip(levels, QUICK_PLAN.levels, strict=True):
+        assert {a: len(level.samples[a]) for a in APPROACHES} == dict.fromkeys(
+            APPROACHES, concurrency * rounds
+        )
+        assert all(s.core_seconds == s.decode_seconds == 0 for s in level.samples["glimpse"])
+        assert all(s.core_seconds > 0 and s.decode_seconds > 0 for s in level.samples["probed"])
+        assert all(s.core_seconds > 0 for s in level.samples["usual"])
+        with pytest.raises(ValueError, match="without the probe"):
+            core_ms(level, "glimpse")
+    top = levels[-1]
+    cells = _p1_row(render(Results(QUICK_PLAN, {}, levels=levels)), top.concurrency)
+    core = cells["Glimpse core ms p50 / p99"]
+    assert core == "{:,.2f} / {:,.2f}".format(*core_ms(top, "probed"))
+    assert core != "0.00 / 0.00"
+    assert cells["Glimpse ÷ model"] == f"**{ratio(top, 'glimpse'):,.2f}**"
