@@ -15,6 +15,7 @@ from typing import Any, Literal, NamedTuple
 import httpx2
 import openai
 
+from bot.chunks import UNREADABLE_CHUNK, decode_chunk
 from bot.config import DEFAULT_MODEL, Settings
 from bot.sse import EventDecoder
 from bot.transport import AiohttpTransport
@@ -138,7 +139,7 @@ class _Progress:
     text_yielded: bool = False
     finish_reason: str | None = None
     model: str = ""
-    usage: Any = None
+    usage: dict[str, Any] | None = None
 
 
 def build_extra_body(settings: Settings) -> dict[str, Any]:
@@ -321,7 +322,7 @@ class OpenRouterClient:
             raise ModelError(
                 "stream_error", "stream ended before the model finished", retryable=True
             )
-        usage = progress.usage if isinstance(progress.usage, dict) else {}
+        usage = progress.usage or {}
         return StreamEnd(
             Usage(
                 model=progress.model or self._settings.model,
@@ -455,20 +456,28 @@ def _take(
     Text that arrived before an error chunk or an unreadable chunk is returned with it, never lost.
     """
     texts: list[str] = []
-    try:
-        for chunk in decoder.feed(block):
-            if isinstance(chunk, dict) and chunk.get("error"):
-                return "".join(texts), _error_chunk(chunk, request)
-            texts += _absorb(chunk, progress)
-    except ValueError as exc:  # not JSON, or not UTF-8
-        error = ModelError("bad_response", f"unreadable stream chunk: {exc}", retryable=True)
-        return "".join(texts), error
+    for data in decoder.feed(block):
+        try:
+            chunk = decode_chunk(data)
+        except UNREADABLE_CHUNK as exc:
+            error = ModelError("bad_response", f"unreadable stream chunk: {exc}", retryable=True)
+            return "".join(texts), error
+        if chunk.error:
+            return "".join(texts), _error_chunk(chunk.error, request)
+        if chunk.model:
+            progress.model = chunk.model
+        if chunk.usage is not None:
+            progress.usage = chunk.usage
+        for choice in chunk.choices or ():
+            if choice.delta is not None and choice.delta.content:
+                texts.append(choice.delta.content)
+            if choice.finish_reason:
+                progress.finish_reason = choice.finish_reason
     return "".join(texts), None
 
 
-def _error_chunk(chunk: dict[str, Any], request: httpx2.Request) -> openai.APIError:
+def _error_chunk(error: Any, request: httpx2.Request) -> openai.APIError:
     """OpenRouter's mid-stream error chunk as the SDK would raise it."""
-    error = chunk["error"]
     message = error.get("message") if isinstance(error, dict) else None
     if not isinstance(message, str) or not message:
         message = "An error occurred during streaming"
@@ -478,26 +487,6 @@ def _error_chunk(chunk: dict[str, Any], request: httpx2.Request) -> openai.APIEr
 def _attribution_headers(settings: Settings) -> dict[str, str]:
     headers = {"HTTP-Referer": settings.http_referer, "X-Title": settings.app_title}
     return {name: value for name, value in headers.items() if value}
-
-
-def _absorb(chunk: object, progress: _Progress) -> list[str]:
-    """Record a chunk's model, finish reason and usage; return its text deltas."""
-    if not isinstance(chunk, dict):
-        return []
-    if chunk.get("model"):
-        progress.model = str(chunk["model"])
-    if chunk.get("usage") is not None:
-        progress.usage = chunk["usage"]
-    texts = []
-    for choice in chunk.get("choices") or []:
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        if isinstance(delta, dict) and delta.get("content"):
-            texts.append(str(delta["content"]))
-        if choice.get("finish_reason"):
-            progress.finish_reason = str(choice["finish_reason"])
-    return texts
 
 
 def _kind_for_status(status: int) -> ErrorKind:

@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import httpx2
+from yarl import URL
 
 __all__ = ["AiohttpTransport", "ResponseBody"]
 
@@ -55,11 +57,14 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     connect, `pool` getting a connection at all, `read` the wait for the response headers and
     then every wait for more of the body. aiohttp's own read timeout re-arms a timer on every
     network read; here one timer per body checks, when it fires, how long the reader has
-    been waiting (`ResponseBody`). Proxies come from the environment (HTTPS_PROXY, NO_PROXY).
+    been waiting (`ResponseBody`). Proxies come from the environment (HTTPS_PROXY, NO_PROXY),
+    read once per host: aiohttp's `trust_env` would read it, and ~/.netrc, in a thread per request.
+    Cookies are httpx2's to keep; aiohttp keeps none.
     """
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -68,13 +73,26 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 keepalive_timeout=KEEPALIVE_SECONDS,
                 ssl=httpx2.create_ssl_context(),  # certifi's roots, as the SDK's default client
             )
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self._session
+
+    def _proxy(self, url: httpx2.URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        """The proxy the environment names for this URL's scheme and host, and its credentials."""
+        key = (url.scheme, url.host)
+        if key not in self._proxies:
+            named = None if proxy_bypass(url.host) else getproxies().get(url.scheme)
+            proxy = URL(named) if named else None
+            auth = aiohttp.BasicAuth.from_url(proxy) if proxy is not None else None
+            self._proxies[key] = (proxy.with_user(None) if proxy is not None else None), auth
+        return self._proxies[key]
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         timeout = request.extensions.get("timeout", {})
         read = timeout.get("read")
         content = await request.aread()
+        proxy, proxy_auth = self._proxy(request.url)
         with _mapped_errors():
             try:
                 async with asyncio.timeout(read):  # until the headers have arrived
@@ -93,6 +111,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                             sock_read=None,
                         ),
                         server_hostname=request.extensions.get("sni_hostname"),
+                        proxy=proxy,
+                        proxy_auth=proxy_auth,
                     )
             except TimeoutError as exc:
                 if isinstance(exc, aiohttp.ServerTimeoutError):

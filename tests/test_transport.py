@@ -193,3 +193,32 @@ def test_aiohttp_errors_become_the_httpx2_errors_the_sdk_maps(
 def test_errors_that_are_not_the_transports_pass_through() -> None:
     with pytest.raises(KeyError), _mapped_errors():
         raise KeyError("not a network error")
+
+
+async def test_a_proxy_named_in_the_environment_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        seen.append(str(request.url))
+        return web.Response(text="through the proxy")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    runner, proxy_url = await web_server(app)
+    target = f"http://127.0.0.1:{closed_port()}/models"  # nothing listens there
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    try:
+        async with httpx2.AsyncClient(transport=AiohttpTransport(), timeout=TIMEOUT) as http:
+            response = await http.get(target)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with httpx2.AsyncClient(transport=AiohttpTransport(), timeout=TIMEOUT) as http:
+            with pytest.raises(httpx2.ConnectError):  # not proxied: straight to the closed port
+                await http.get(target)
+    finally:
+        await runner.cleanup()
+    assert response.text == "through the proxy"
+    assert seen == [target]
