@@ -97,7 +97,7 @@ def _timed_decoding(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _timed_aiter(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """`AsyncStream.__aiter__` whose iterator, under a probe, charges every wait to it."""
+    """`function` (a stream's way to its iterator) whose iterator, under a probe, charges every wait to it."""
 
     def timed(self: Any) -> Any:
         probe = _current.get()
@@ -114,6 +114,8 @@ def _wrappers() -> list[tuple[Any, str, Callable[..., Any]]]:
         (completions, "create", _timed(completions.create)),
         (openai.AsyncOpenAI, "post", _timed(openai.AsyncOpenAI.post)),
         (openai.AsyncStream, "__aiter__", _timed_aiter(openai.AsyncStream.__aiter__)),
+        # Glimpse reads the body of the SDK's stream itself, a network read per step
+        (openrouter._BodyStream, "blocks", _timed_aiter(openrouter._BodyStream.blocks)),
         (openai.AsyncStream, "close", _timed(openai.AsyncStream.close)),
         (openrouter, "_take", _timed_decoding(openrouter._take)),
     ]
@@ -157,9 +159,11 @@ def installed() -> Iterator[None]:
 
     Patched on the classes (`chat.completions.create`, with its request preparation, and
     `AsyncOpenAI.post`, which every resource method calls, and `AsyncStream`), so it holds
-    however the bot calls the SDK. Glimpse decodes the stream's events itself (bot/sse.py,
-    called through `bot.openrouter._take` once per network read): that is timed apart, as
-    decoding. Leaving the outermost block puts the originals back, so what runs outside pays
+    however the bot calls the SDK. Glimpse reads the body of the SDK's stream itself, through
+    its own transport (`bot.openrouter._BodyStream.blocks`): each wait there counts as SDK time,
+    as the HTTP stack's reads always did. It decodes the events itself too (bot/sse.py and
+    bot/chunks.py, through `bot.openrouter._take` once per network read): that is timed apart,
+    as decoding. Leaving the outermost block puts the originals back, so what runs outside pays
     no wrapper; enter and leave with no stream in flight. An SDK resource
     (`client.chat.completions`) keeps the `post` it first saw: first use long-lived clients outside.
     """

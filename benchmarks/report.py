@@ -160,10 +160,11 @@ def _summary(results: Results) -> str:
     return table + (
         "\n\n(1) The usual bot's time outside the SDK includes building a new client per message "
         "and waiting for its own edit tasks, which its global throttle serialises."
-        "\n\n(2) Glimpse reads the model's server-sent events itself (`bot/sse.py`, one call per "
-        "network read) instead of through the SDK's per-event decoder, which cost several times the "
-        "CPU; that decoding is what the SDK's time included before, so it is timed apart, as its "
-        "own column in the P1 table, rather than hidden in either figure."
+        "\n\n(2) Glimpse reads the model's server-sent events itself (`bot/sse.py` and "
+        "`bot/chunks.py`, one call per network read) instead of through the SDK's per-event "
+        "decoder, which cost several times the CPU; that decoding is what the SDK's time included "
+        "before, so it is timed apart, as its own column in the P1 table, rather than hidden in "
+        "either figure."
         if results.levels
         else ""
     )
@@ -566,10 +567,11 @@ every chunk parsed and dropped. "Usual" is the llmcord-style bot in `baseline.py
 through `Conversations.handle` into the adapters' streaming sink over an in-memory platform,
 with `max_concurrent_answers` raised to 1,000 so every conversation streams at once (the
 default, 64, would queue the rest by design).
-Core overhead is each answer's wall time minus its time inside the openai SDK (which sends the
-request and reads the body) and minus Glimpse's decoding of the streamed events (`bot/sse.py`,
-shown in its own column): what is left is the request build, the per-chunk handling, the sink
-and the store. The probe that splits each answer's time (`probe.py`) wraps the SDK's calls and
+Core overhead is each answer's wall time minus its time inside the openai SDK and the HTTP
+stack (sending the request, and every wait for the body, which Glimpse reads through its own
+transport, `bot/transport.py`) and minus Glimpse's decoding of the streamed events
+(`bot/sse.py`, `bot/chunks.py`, shown in its own column): what is left is the request build,
+the per-chunk handling, the sink and the store. The probe that splits each answer's time (`probe.py`) wraps the SDK's calls and
 every network read, and those wrappers cost CPU, so Glimpse's ratio, wall times, CPU and GC
 figures come from rounds without it, and its core, decoding and build columns from separate
 rounds with it (their CPU in brackets). The usual bot always runs with it, for its core column.

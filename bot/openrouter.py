@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -18,7 +19,7 @@ import openai
 from bot.chunks import UNREADABLE_CHUNK, decode_chunk
 from bot.config import DEFAULT_MODEL, Settings
 from bot.sse import EventDecoder
-from bot.transport import AiohttpTransport
+from bot.transport import RESPONSE_BODY, AiohttpTransport, ResponseBody
 from bot.turns import Usage
 
 __all__ = [
@@ -256,9 +257,10 @@ class OpenRouterClient:
             progress = _Progress()
             try:
                 sdk_stream = await self._open_stream(messages, max_tokens)
-                decoder, request = EventDecoder(), sdk_stream.response.request
+                blocks, decoder = sdk_stream.blocks(), EventDecoder()
+                request = sdk_stream.response.request
                 try:
-                    async for block in sdk_stream:  # one network read: maybe several chunks
+                    async for block in blocks:  # one network read: maybe several chunks
                         text, failure = _take(decoder, block, progress, request)
                         if text:
                             progress.text_yielded = True
@@ -266,9 +268,9 @@ class OpenRouterClient:
                         if failure is not None:
                             raise failure
                         if decoder.done:
-                            await sdk_stream.drain(DRAIN_SECONDS)
+                            await _drain(blocks, DRAIN_SECONDS)
                             break
-                except openai.OpenAIError as exc:
+                except (httpx2.TransportError, openai.OpenAIError) as exc:
                     raise self._error_in_stream(exc, progress) from None
                 finally:
                     await sdk_stream.close()
@@ -338,13 +340,15 @@ class OpenRouterClient:
 
     # --- errors ---
 
-    def _error_in_stream(self, exc: openai.OpenAIError, progress: _Progress) -> ModelError:
+    def _error_in_stream(
+        self, exc: httpx2.TransportError | openai.OpenAIError, progress: _Progress
+    ) -> ModelError:
         """A failure after the HTTP 200: OpenRouter's error chunk, a cut connection or a stalled read."""
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, httpx2.TimeoutException | openai.APITimeoutError):
             return ModelError(
                 "timeout", "no data from OpenRouter within the read timeout", retryable=True
             )
-        if isinstance(exc, openai.APIConnectionError):
+        if isinstance(exc, httpx2.TransportError | openai.APIConnectionError):
             return ModelError(
                 "stream_error", f"connection lost mid-stream: {_cause(exc)}", retryable=True
             )
@@ -418,34 +422,32 @@ class OpenRouterClient:
 
 
 class _BodyStream(openai.AsyncStream[bytes]):
-    """A streamed response's body as the SDK reads it, undecoded; errors mapped as the SDK does."""
+    """A streamed response the SDK hands over unparsed (its `stream_cls`); `blocks` reads the body."""
 
     async def __stream__(self) -> AsyncIterator[bytes]:
-        response = self.response
-        # An uncompressed body is read straight from the transport, without httpx2's decoding
-        # layers (a few generator steps per network read); a compressed one goes through them.
-        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-        blocks = response.aiter_bytes() if encoded else response.stream
-        try:
-            async for block in blocks:  # type: ignore[union-attr]
-                yield block
-        except httpx2.TimeoutException as exc:
-            raise openai.APITimeoutError(request=response.request) from exc
-        except httpx2.RequestError as exc:
-            raise openai.APIConnectionError(request=response.request) from exc
-        finally:
-            await response.aclose()
+        async for block in self.blocks():  # the SDK's way in; Glimpse calls `blocks` itself
+            yield block
 
-    async def drain(self, seconds: float) -> None:
-        """Read the rest of the body for at most `seconds`, then close it; errors are ignored."""
-        try:
-            async with asyncio.timeout(seconds):
-                async for _ in self._iterator:
-                    pass
-        except (TimeoutError, openai.OpenAIError):
-            pass
-        finally:
-            await self.close()
+    def blocks(self) -> AsyncIterator[bytes]:
+        """The body a network read at a time; raises httpx2's transport errors.
+
+        Uncompressed, it comes straight from Glimpse's transport (no httpx2 or SDK generator
+        steps per read); compressed, through httpx2's decoder.
+        """
+        response = self.response
+        body = response.extensions.get(RESPONSE_BODY)
+        encoding = response.headers.get("content-encoding", "identity").lower()
+        if isinstance(body, ResponseBody) and encoding == "identity":
+            return aiter(body)
+        return response.aiter_bytes()
+
+
+async def _drain(blocks: AsyncIterator[bytes], seconds: float) -> None:
+    """Read what follows `data: [DONE]` for at most `seconds` (so HTTP/1.1 reuses the connection)."""
+    with contextlib.suppress(TimeoutError, httpx2.TransportError):
+        async with asyncio.timeout(seconds):
+            async for _ in blocks:
+                pass
 
 
 def _take(

@@ -12,8 +12,10 @@ import aiohttp
 import httpx2
 from yarl import URL
 
-__all__ = ["AiohttpTransport", "ResponseBody"]
+__all__ = ["RESPONSE_BODY", "AiohttpTransport", "ResponseBody"]
 
+# The response extension that holds the body, for a reader that wants no httpx2 layers per read.
+RESPONSE_BODY = "glimpse.response_body"
 CONNECTION_LIMIT = 1000  # the SDK's own default (openai.DEFAULT_CONNECTION_LIMITS)
 # Longer than httpx's 5 s, so a chat that pauses between messages keeps its TLS connection;
 # a connection the server closed meanwhile fails fast and the SDK retries the request.
@@ -118,13 +120,14 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 if isinstance(exc, aiohttp.ServerTimeoutError):
                     raise  # aiohttp's connect timeout: mapped above, not a slow server
                 raise httpx2.ReadTimeout(f"no response headers within {read} s") from exc
-        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+        body = ResponseBody(response, read)
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1", RESPONSE_BODY: body}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode("ascii", "replace")
         return httpx2.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=ResponseBody(response, read),
+            stream=body,
             request=request,
             extensions=extensions,
         )
