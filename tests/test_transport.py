@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import httpx2
@@ -27,7 +31,14 @@ async def http() -> AsyncIterator[httpx2.AsyncClient]:
 
 async def raw_server(handler: Handler) -> tuple[asyncio.Server, str]:
     """A TCP server on 127.0.0.1 that runs `handler` for each connection; and its base URL."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     return server, f"http://127.0.0.1:{port}"
 
@@ -222,3 +233,47 @@ async def test_a_proxy_named_in_the_environment_is_used(
         await runner.cleanup()
     assert response.text == "through the proxy"
     assert seen == [target]
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1, made with the openssl command."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_https_verifies_the_server_against_the_trusted_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    app = web.Application()
+
+    async def secure(request: web.Request) -> web.Response:
+        return web.Response(text="secure")
+
+    app.router.add_get("/", secure)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context).start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}/"
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    try:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        async with httpx2.AsyncClient(transport=AiohttpTransport(), timeout=TIMEOUT) as http:
+            with pytest.raises(httpx2.ConnectError):  # not signed by a trusted root
+                await http.get(url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # an operator's own root, as with httpx
+        async with httpx2.AsyncClient(transport=AiohttpTransport(), timeout=TIMEOUT) as http:
+            response = await http.get(url)
+    finally:
+        await runner.cleanup()
+    assert response.text == "secure"
