@@ -24,6 +24,7 @@ PATCHED = (
     (openai.AsyncOpenAI, "post"),
     (openai.AsyncStream, "__aiter__"),
     (openai.AsyncStream, "close"),
+    (openrouter._BodyStream, "blocks"),
     (openrouter, "_take"),
 )
 ABSENT = object()
@@ -151,3 +152,24 @@ async def test_p1_takes_ratios_from_unprobed_rounds_and_the_breakdown_from_probe
     assert core == "{:,.2f} / {:,.2f}".format(*core_ms(top, "probed"))
     assert core != "0.00 / 0.00"
     assert cells["Glimpse ÷ model"] == f"**{ratio(top, 'glimpse'):,.2f}**"
+
+
+def _synthetic_level(concurrency: int, bare_seconds: float, glimpse_seconds: float) -> Level:
+    level = Level(concurrency)
+    for approach in APPROACHES:
+        seconds = bare_seconds if approach == "bare" else glimpse_seconds
+        core = 0.0 if approach in ("bare", "sdk", "glimpse") else 0.001
+        level.samples[approach] = [Sample(seconds, core, 0.0001, core)] * 3
+    return level
+
+
+@pytest.mark.parametrize(("bare_seconds", "explained"), [(0.21, False), (0.6, True)])
+def test_a_model_slowed_by_the_load_is_explained_beside_the_p1_table(
+    bare_seconds: float, explained: bool
+) -> None:
+    levels = [_synthetic_level(1, 0.2, 0.2), _synthetic_level(10, bare_seconds, 0.55)]
+    text = render(Results(QUICK_PLAN, {}, levels=levels))
+    note = "the fake model cannot keep its own pace on this machine"
+    assert (note in text) is explained
+    if explained:
+        assert "10 concurrent answers" in text and "instead of 0.2 s" in text
