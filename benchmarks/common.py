@@ -123,6 +123,7 @@ class Plan:
     quick: bool
     shape: ModelShape
     levels: tuple[tuple[int, int], ...]  # (concurrent conversations, rounds)
+    ratio_rounds: int  # more rounds per level of only the bare client and Glimpse
     slack: tuple[int, int]  # (concurrent mentions, rounds)
     profile_answers: int  # answers in the profiled round (0: no profile)
     image_scale: float  # 1.0: a 12 MP photo and a 4K screenshot
@@ -137,6 +138,7 @@ FULL_PLAN = Plan(
     quick=False,
     shape=ModelShape(tokens=200, seconds=2.0, first_token_seconds=0.4),
     levels=((1, 6), (100, 2), (1000, 2)),
+    ratio_rounds=2,
     slack=(100, 2),
     profile_answers=300,
     image_scale=1.0,
@@ -150,6 +152,7 @@ QUICK_PLAN = Plan(
     quick=True,
     shape=ModelShape(tokens=20, seconds=0.2, first_token_seconds=0.05),
     levels=((1, 1), (10, 1)),
+    ratio_rounds=1,
     slack=(5, 1),
     profile_answers=0,
     image_scale=0.25,

@@ -23,12 +23,24 @@ from bot.config import DEFAULT_SYSTEM_PROMPT, Secrets
 from bot.conversations import Conversations, Status
 from bot.heap import settle_heap
 from bot.messages import ConversationKey, IncomingMessage
+from bot.transport import KEEPALIVE_SECONDS
 from tests.fakes.openrouter import FAKE_API_KEY, LLAMA_VISION_MODEL
 
-__all__ = ["APPROACHES", "PROBED", "Level", "Sample", "Side", "run_level", "started_sides"]
+__all__ = [
+    "APPROACHES",
+    "PROBED",
+    "RATIO_PAIR",
+    "Level",
+    "Sample",
+    "Side",
+    "run_level",
+    "started_sides",
+]
 
 QUESTION = "What is in this photo of the lake? Answer in a few sentences, please."
 APPROACHES = ("bare", "sdk", "glimpse", "probed", "usual")
+# the two behind the headline ratio: extra rounds of them alone make it steadier on a busy machine
+RATIO_PAIR = ("bare", "glimpse")
 # Rounds run under benchmarks/probe.py, whose wrappers cost CPU per network read: only these
 # samples carry a breakdown ("probed" is Glimpse again, for its own; "usual" for its core).
 PROBED = frozenset({"probed", "usual"})
@@ -79,7 +91,10 @@ class Side:
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
-        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        # The bare client keeps idle connections as long as Glimpse's transport does, so a round
+        # that starts after a long pause costs both the same new connections.
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
+        self.http = aiohttp.ClientSession(connector=connector)
         self.sdk = openai.AsyncOpenAI(base_url=base_url, api_key=FAKE_API_KEY, max_retries=0)
         self.conversations: Conversations = build_conversations(
             core_settings(base_url), Secrets(openrouter_api_key=SecretStr(FAKE_API_KEY))
@@ -223,12 +238,17 @@ async def _round(
     return samples, cpu_seconds, watch.pauses_ms
 
 
-async def run_level(side: Side, concurrency: int, rounds: int) -> Level:
-    """`rounds` rounds of every approach at `concurrency`, the order rotated each round."""
+async def run_level(side: Side, concurrency: int, rounds: int, ratio_rounds: int = 0) -> Level:
+    """`rounds` rounds of every approach at `concurrency`, the order rotated each round, and
+    `ratio_rounds` more of just the bare client and Glimpse, one after the other, interleaved."""
     level = Level(concurrency)
-    for index in range(rounds):
-        shift = index % len(APPROACHES)
-        order = APPROACHES[shift:] + APPROACHES[:shift]
+    for index in range(max(rounds, ratio_rounds)):
+        order: tuple[str, ...] = ()
+        if index < rounds:
+            shift = index % len(APPROACHES)
+            order += APPROACHES[shift:] + APPROACHES[:shift]
+        if index < ratio_rounds:
+            order += RATIO_PAIR if index % 2 else RATIO_PAIR[::-1]
         for approach in order:
             samples, cpu_seconds, pauses = await _round(side, approach, concurrency)
             level.samples[approach] += samples

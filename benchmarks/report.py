@@ -602,7 +602,9 @@ figures come from rounds without it, and its core, decoding and build columns fr
 rounds with it (their CPU in brackets). The usual bot always runs with it, for its core column.
 The harness process runs `bot.heap.settle_heap()` once warmed up, as `glimpse run` does, so every
 approach runs under the same garbage-collector settings. The five kinds of round (Glimpse with
-and without the probe) run in rotated order each round.
+and without the probe) run in rotated order each round; between them, {results.plan.ratio_rounds}
+more rounds of only the bare client and Glimpse, one right after the other, give the headline
+ratio more rounds to rest on when the machine's speed drifts.
 
 {_p1_section(results)}
 ![time per answer ÷ model time against concurrency]({OVERHEAD_PLOT})

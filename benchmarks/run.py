@@ -38,9 +38,10 @@ async def _p1(plan: Plan, servers: Servers, results: Results) -> None:
     try:
         for concurrency, rounds in plan.levels:
             started = time.perf_counter()
-            results.levels.append(await run_level(side, concurrency, rounds))
+            results.levels.append(await run_level(side, concurrency, rounds, plan.ratio_rounds))
             _say(
-                f"[P1] {concurrency:,} concurrent × {rounds} rounds: {time.perf_counter() - started:.0f} s"
+                f"[P1] {concurrency:,} concurrent × {rounds} rounds (+{plan.ratio_rounds} of bare "
+                f"and Glimpse): {time.perf_counter() - started:.0f} s"
             )
         results.slack = await run_slack_path(side, servers, *plan.slack)
         _say(f"[P1] Slack HTTP path: {'done' if results.slack.measured else results.slack.reason}")

@@ -13,7 +13,14 @@ from benchmarks import overhead, probe
 from benchmarks.common import QUICK_PLAN, ModelShape, percentile
 from benchmarks.context_use import measure_context_use
 from benchmarks.corpus import PROFILES, make_corpus
-from benchmarks.overhead import APPROACHES, Level, Sample, run_level, started_sides
+from benchmarks.overhead import (
+    APPROACHES,
+    RATIO_PAIR,
+    Level,
+    Sample,
+    run_level,
+    started_sides,
+)
 from benchmarks.report import Results, core_ms, ratio, render
 from bot import openrouter
 from tests.fakes.openrouter import FakeOpenRouter
@@ -107,7 +114,10 @@ async def _quick_levels(
     probed: dict[str, set[bool]] = defaultdict(set)
     monkeypatch.setattr(side, "runner", _noting_runner(side, probed))
     try:
-        levels = [await run_level(side, c, rounds) for c, rounds in QUICK_PLAN.levels]
+        levels = [
+            await run_level(side, c, rounds, QUICK_PLAN.ratio_rounds)
+            for c, rounds in QUICK_PLAN.levels
+        ]
     finally:
         await side.close()
     return levels, probed
@@ -138,9 +148,10 @@ async def test_p1_takes_ratios_from_unprobed_rounds_and_the_breakdown_from_probe
     }
     assert openrouter._take is TAKE
     for level, (concurrency, rounds) in zip(levels, QUICK_PLAN.levels, strict=True):
-        assert {a: len(level.samples[a]) for a in APPROACHES} == dict.fromkeys(
-            APPROACHES, concurrency * rounds
-        )
+        extra = QUICK_PLAN.ratio_rounds
+        assert {a: len(level.samples[a]) for a in APPROACHES} == {
+            a: concurrency * (rounds + (extra if a in RATIO_PAIR else 0)) for a in APPROACHES
+        }
         assert all(s.core_seconds == s.decode_seconds == 0 for s in level.samples["glimpse"])
         assert all(s.core_seconds > 0 and s.decode_seconds > 0 for s in level.samples["probed"])
         assert all(s.core_seconds > 0 for s in level.samples["usual"])
