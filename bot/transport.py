@@ -118,7 +118,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                     )
             except TimeoutError as exc:
                 if isinstance(exc, aiohttp.ServerTimeoutError):
-                    raise  # aiohttp's connect timeout: mapped above, not a slow server
+                    raise  # aiohttp's connect timeout, which _mapped_errors maps: not a slow server
                 raise httpx2.ReadTimeout(f"no response headers within {read} s") from exc
         body = ResponseBody(response, read)
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1", RESPONSE_BODY: body}
