@@ -68,38 +68,27 @@ async def test_a_refused_connection_is_a_connect_error_not_a_timeout(
         await http.get(f"http://127.0.0.1:{closed_port()}/")
 
 
-async def test_a_server_that_hangs_up_without_answering(http: httpx2.AsyncClient) -> None:
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+@pytest.mark.parametrize(
+    ("reply", "pause", "error"),
+    [
+        (b"", 0.0, httpx2.RemoteProtocolError),  # hangs up without answering
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part", 0.0, httpx2.ReadError),
+        (b"", 5.0, httpx2.ReadTimeout),  # no headers within the read timeout
+    ],
+    ids=["hang-up", "body-cut-short", "no-headers-in-time"],
+)
+async def test_a_misbehaving_server_is_the_httpx2_error_the_sdk_maps(
+    http: httpx2.AsyncClient, reply: bytes, pause: float, error: type[Exception]
+) -> None:
+    async def misbehave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.close()
-
-    server, url = await raw_server(hang_up)
-    async with server:
-        with pytest.raises(httpx2.RemoteProtocolError):
-            await http.get(url)
-
-
-async def test_a_body_cut_short_is_a_read_error(http: httpx2.AsyncClient) -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+        writer.write(reply)
         await writer.drain()
-        writer.close()
+        await asyncio.sleep(pause)  # then the connection closes
 
-    server, url = await raw_server(cut)
+    server, url = await raw_server(misbehave)
     async with server:
-        with pytest.raises(httpx2.ReadError):
-            await http.get(url)
-
-
-async def test_no_headers_within_the_read_timeout(http: httpx2.AsyncClient) -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await asyncio.sleep(5)
-
-    server, url = await raw_server(silent)
-    async with server:
-        with pytest.raises(httpx2.ReadTimeout):
+        with pytest.raises(error):
             await http.get(url)
 
 
