@@ -7,6 +7,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import openai
@@ -48,6 +49,19 @@ async def client(fake_openrouter: FakeOpenRouter) -> AsyncIterator[OpenRouterCli
     client = OpenRouterClient(make_settings(fake_openrouter), FAKE_API_KEY)
     yield client
     await client.close()
+
+
+@asynccontextmanager
+async def impatient_client(
+    fake: FakeOpenRouter, timeout_seconds: float
+) -> AsyncIterator[OpenRouterClient]:
+    """A client with a short request timeout and no SDK retries, closed afterwards."""
+    settings = make_settings(fake, request_timeout_seconds=timeout_seconds, max_retries=0)
+    client = OpenRouterClient(settings, FAKE_API_KEY)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 async def collect(client: OpenRouterClient, *, max_tokens: int = 256) -> tuple[str, StreamEnd]:
@@ -359,14 +373,9 @@ async def test_malformed_chunk_is_a_bad_response(
 
 async def test_hung_server_times_out(fake_openrouter: FakeOpenRouter) -> None:
     fake_openrouter.hang_next()
-    client = OpenRouterClient(
-        make_settings(fake_openrouter, request_timeout_seconds=0.3, max_retries=0), FAKE_API_KEY
-    )
     started = time.monotonic()
-    try:
+    async with impatient_client(fake_openrouter, 0.3) as client:
         _, error = await fail(client)
-    finally:
-        await client.close()
     assert error.kind == "timeout"
     assert error.user_message == "The model took too long to answer. Please try again."
     assert time.monotonic() - started < 2.0
@@ -374,14 +383,9 @@ async def test_hung_server_times_out(fake_openrouter: FakeOpenRouter) -> None:
 
 async def test_stream_that_stalls_after_text_times_out(fake_openrouter: FakeOpenRouter) -> None:
     fake_openrouter.stall_mid_stream(after_chunks=2)
-    client = OpenRouterClient(
-        make_settings(fake_openrouter, request_timeout_seconds=0.3, max_retries=0), FAKE_API_KEY
-    )
     started = time.monotonic()
-    try:
+    async with impatient_client(fake_openrouter, 0.3) as client:
         deltas, error = await fail(client)
-    finally:
-        await client.close()
     assert "".join(deltas) == first_pieces(fake_openrouter, 2)
     assert error.kind == "timeout"
     assert 0.3 <= time.monotonic() - started < 2.0
@@ -389,13 +393,8 @@ async def test_stream_that_stalls_after_text_times_out(fake_openrouter: FakeOpen
 
 async def test_a_short_pause_mid_stream_is_not_a_timeout(fake_openrouter: FakeOpenRouter) -> None:
     fake_openrouter.stall_mid_stream(after_chunks=2, seconds=0.2)
-    client = OpenRouterClient(
-        make_settings(fake_openrouter, request_timeout_seconds=0.5, max_retries=0), FAKE_API_KEY
-    )
-    try:
+    async with impatient_client(fake_openrouter, 0.5) as client:
         text, end = await collect(client)
-    finally:
-        await client.close()
     assert text == fake_openrouter.reply and end.finish_reason == "stop"
 
 
@@ -403,18 +402,13 @@ async def test_a_reader_busy_elsewhere_is_not_a_stalled_stream(
     fake_openrouter: FakeOpenRouter,
 ) -> None:
     """The read timeout measures the server, not how long the bot takes between reads."""
-    client = OpenRouterClient(
-        make_settings(fake_openrouter, request_timeout_seconds=0.2, max_retries=0), FAKE_API_KEY
-    )
     pieces: list[str] = []
-    try:
+    async with impatient_client(fake_openrouter, 0.2) as client:
         async for event in client.stream(QUESTION, max_tokens=256):
             if isinstance(event, TextDelta):
                 pieces.append(event.text)
                 if len(pieces) == 1:
                     await asyncio.sleep(0.5)  # a slow platform edit, say
-    finally:
-        await client.close()
     assert "".join(pieces) == fake_openrouter.reply
 
 
