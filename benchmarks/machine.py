@@ -10,9 +10,19 @@ from importlib import metadata
 
 from benchmarks.common import ROOT
 
-__all__ = ["load_average", "machine_info"]
+__all__ = ["load_average", "machine_info", "process_cpu_seconds"]
 
 PACKAGES = ("openai", "httpx2", "aiohttp", "pillow", "tiktoken", "slack-bolt", "pydantic")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds another process has used so far; None where /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cpu_model() -> str:

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from benchmarks import probe
 from benchmarks.baseline import UsualBot
 from benchmarks.common import MemorySink, core_settings
+from benchmarks.machine import process_cpu_seconds
 from benchmarks.probe import start_probe
 from bot.app import build_conversations
 from bot.config import DEFAULT_SYSTEM_PROMPT, Secrets
@@ -67,10 +68,22 @@ class Level:
     gc_pauses_ms: dict[str, list[float]] = field(
         default_factory=lambda: {a: [] for a in APPROACHES}
     )
+    # CPU seconds the fake model's process used during each approach's rounds (None: unknown)
+    fake_cpu_seconds: dict[str, float | None] = field(
+        default_factory=lambda: dict.fromkeys(APPROACHES, 0.0)
+    )
 
     def cpu_ms_per_answer(self, approach: str) -> float:
         """This process's CPU time per answer (user + system), whatever the machine's noise."""
         return 1000 * self.cpu_seconds[approach] / max(len(self.samples[approach]), 1)
+
+    def fake_cpu_per_round(self, approach: str) -> float | None:
+        """CPU seconds the fake model's process used per round of `approach`, if known."""
+        total, rounds = (
+            self.fake_cpu_seconds[approach],
+            len(self.samples[approach]) / self.concurrency,
+        )
+        return None if total is None or not rounds else total / rounds
 
 
 def _request_body() -> dict[str, object]:
@@ -89,8 +102,9 @@ def _request_body() -> dict[str, object]:
 class Side:
     """The five ways of getting an answer from the same fake, each ready to run a round."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, fake_pid: int | None = None) -> None:
         self.base_url = base_url
+        self.fake_pid = fake_pid  # the fake model's process, whose CPU each round records
         # The bare client keeps idle connections as long as Glimpse's transport does, so a round
         # that starts after a long pause costs both the same new connections.
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
@@ -189,9 +203,9 @@ def _probe_for(approach: str) -> contextlib.AbstractContextManager[None]:
     return probe.installed() if approach in PROBED else contextlib.nullcontext()
 
 
-async def started_sides(base_url: str) -> Side:
+async def started_sides(base_url: str, fake_pid: int | None = None) -> Side:
     """A started Side, every approach run once (clients first used without the probe)."""
-    side = Side(base_url)
+    side = Side(base_url, fake_pid)
     await side.start()
     for approach in APPROACHES:  # warm up: imports, tokenizer caches, first connections
         with _probe_for(approach):
@@ -221,21 +235,32 @@ class _GcWatch:
         gc.callbacks.remove(self)
 
 
-async def _round(
-    side: Side, approach: str, concurrency: int
-) -> tuple[list[Sample], float, list[float]]:
-    """One round of `concurrency` answers at once: samples, this process's CPU s, GC pauses ms.
+@dataclass(frozen=True, slots=True)
+class _RoundResult:
+    samples: list[Sample]
+    cpu_seconds: float  # this process
+    fake_cpu_seconds: float | None  # the fake model's process, if it could be read
+    gc_pauses_ms: list[float]
+
+
+def _fake_cpu(side: Side) -> float | None:
+    return None if side.fake_pid is None else process_cpu_seconds(side.fake_pid)
+
+
+async def _round(side: Side, approach: str, concurrency: int) -> _RoundResult:
+    """One round of `concurrency` answers at once, with the CPU both processes used and GC pauses.
 
     Every answer has ended when `gather` returns, so the probe goes in and out with no stream open.
     """
     run = side.runner(approach)
     gc.collect()
     with _probe_for(approach):
-        cpu = time.process_time()
+        cpu, fake_cpu = time.process_time(), _fake_cpu(side)
         with _GcWatch() as watch:
             samples = list(await asyncio.gather(*(run() for _ in range(concurrency))))
-        cpu_seconds = time.process_time() - cpu
-    return samples, cpu_seconds, watch.pauses_ms
+        cpu_seconds, fake_after = time.process_time() - cpu, _fake_cpu(side)
+    fake_seconds = None if fake_cpu is None or fake_after is None else fake_after - fake_cpu
+    return _RoundResult(samples, cpu_seconds, fake_seconds, watch.pauses_ms)
 
 
 async def run_level(side: Side, concurrency: int, rounds: int, ratio_rounds: int = 0) -> Level:
@@ -250,8 +275,14 @@ async def run_level(side: Side, concurrency: int, rounds: int, ratio_rounds: int
         if index < ratio_rounds:
             order += RATIO_PAIR if index % 2 else RATIO_PAIR[::-1]
         for approach in order:
-            samples, cpu_seconds, pauses = await _round(side, approach, concurrency)
-            level.samples[approach] += samples
-            level.cpu_seconds[approach] += cpu_seconds
-            level.gc_pauses_ms[approach] += pauses
+            result = await _round(side, approach, concurrency)
+            level.samples[approach] += result.samples
+            level.cpu_seconds[approach] += result.cpu_seconds
+            level.gc_pauses_ms[approach] += result.gc_pauses_ms
+            known = level.fake_cpu_seconds[approach]
+            level.fake_cpu_seconds[approach] = (
+                None
+                if known is None or result.fake_cpu_seconds is None
+                else known + result.fake_cpu_seconds
+            )
     return level

@@ -20,6 +20,8 @@ __all__ = ["Results", "key_ratios", "render", "write_plots"]
 
 RATIO_TARGET = 1.02
 CORE_P99_TARGET_MS = 5.0
+# The busiest level is read as CPU-bound when even the bare client takes this much over the model.
+SATURATED_SHARE = 1.05
 PHOTO_MS_TARGET = 40.0
 PHOTO_BYTES_TARGET = 0.1
 BUDGET_USE_TARGET = 0.90
@@ -294,21 +296,29 @@ def _p1_section(results: Results) -> str:
 
 
 def _saturation_note(results: Results) -> str:
-    """How to read the busiest level when even the bare client cannot get the model's own pace."""
+    """How to read the busiest level when even the bare client cannot keep the model's pace."""
     top = results.levels[-1] if results.levels else None
     shape = results.plan.shape
-    if top is None or _p50(top, "bare") < 1.25 * shape.seconds:
+    if top is None or _p50(top, "bare") < SATURATED_SHARE * shape.seconds:
         return ""
+    chunks = top.concurrency * shape.tokens
+    bare_cpu = top.cpu_ms_per_answer("bare")
+    fake_cpu = top.fake_cpu_per_round("bare")
+    fake = (
+        ""
+        if fake_cpu is None
+        else f" (it used {_fmt(fake_cpu)} s of CPU per round of the bare client's, in its own process)"
+    )
     return (
-        f"At {top.concurrency:,} concurrent answers the fake model cannot keep its own pace on this "
-        f"machine: it streams {top.concurrency * shape.tokens:,} chunks per round from one Python "
-        f"process, so even the bare client's answers take {_fmt(_p50(top, 'bare'))} s instead of "
-        f"{shape.seconds:g} s, and the fake and the client share the two cores. The ratio there "
-        f"says whether Glimpse keeps up with the model as fast as the model can stream, not "
-        f"whether it adds to a 2 s answer. It moves a few percent from run to run with how the "
-        f"two processes interleave: a client that reads in bigger batches costs the fake fewer "
-        f"wake-ups and acknowledgements, so a ratio can come out below 1.00. CPU per answer is the "
-        f"steadier comparison of the clients themselves.\n\n"
+        f"At {top.concurrency:,} concurrent answers the bot process's one core is the limit: "
+        f"{chunks:,} chunks per round, {chunks / shape.seconds:,.0f} a second, reach one Python "
+        f"process. The fake model keeps its pace{fake}: one pacer writes every stream's chunks "
+        f"(`benchmarks/paced.py`). But even the bare client, which parses nothing, needs "
+        f"{_fmt(bare_cpu, 1)} ms of CPU per answer, {top.concurrency * bare_cpu / 1000:.1f} s per "
+        f"round, so its answers take {_fmt(_p50(top, 'bare'))} s instead of {shape.seconds:g} s. "
+        f"A client that falls behind reads several chunks per network read, so the ratio at this "
+        f"level compares how much CPU each client needs per answer more than what either adds to "
+        f"the model's latency.\n\n"
     )
 
 
@@ -505,13 +515,13 @@ def _p1_note(results: Results, top: Level) -> str:
         f"a raw aiohttp client that parses nothing {_fmt(cpu['bare'], 1)} ms, the openai SDK alone "
         f"(default client, every chunk parsed and dropped) {_fmt(cpu['sdk'], 1)} ms. "
         f"{top.concurrency:,} answers × {_fmt(cpu['glimpse'], 1)} ms is "
-        f"{top.concurrency * cpu['glimpse'] / 1000:.1f} s of CPU on one core while the bare client's "
-        f"answers take {_fmt(_p50(top, 'bare'))} s (the fake model, on the other core, is CPU-bound "
-        f"itself at this load). Of the difference to the bare client, Glimpse's own steps are "
-        f"{_fmt(core_ms(top)[0])} ms per answer (p50) and decoding {results.plan.shape.tokens} JSON chunks "
-        f"{_fmt(decode_p50)} ms; the rest is the SDK's request path (the request built through "
-        f"httpx2's models and pydantic options, about half a millisecond per answer), which the "
-        f"bare client does not have."
+        f"{top.concurrency * cpu['glimpse'] / 1000:.1f} s of CPU on one core, while the bare "
+        f"client's answers take {_fmt(_p50(top, 'bare'))} s, not the model's "
+        f"{results.plan.shape.seconds:g} s: at this load every client is limited by its CPU. Of "
+        f"the difference to the bare client, Glimpse's own steps are {_fmt(core_ms(top)[0])} ms "
+        f"per answer (p50) and decoding {results.plan.shape.tokens} JSON chunks {_fmt(decode_p50)} "
+        f"ms; the rest is the SDK's request path (the request built through httpx2's models and "
+        f"pydantic options), which the bare client does not have."
     )
     if results.profile is not None and results.profile.total > 0:
         first, seconds = next(iter(results.profile.seconds.items()))

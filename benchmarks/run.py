@@ -34,7 +34,7 @@ def _say(text: str) -> None:
 
 
 async def _p1(plan: Plan, servers: Servers, results: Results) -> None:
-    side = await started_sides(servers.openrouter)
+    side = await started_sides(servers.openrouter, servers.pid)
     try:
         for concurrency, rounds in plan.levels:
             started = time.perf_counter()

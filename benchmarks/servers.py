@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.common import ModelShape
+from benchmarks.paced import PacedOpenRouter
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.fakes.slack import BOT_USER_ID, TEAM_ID, FakeSlack, event_body, sign
 
@@ -99,7 +100,7 @@ def _configure(fake: FakeOpenRouter, shape: ModelShape) -> None:
 
 
 async def _serve(conn: Connection, shape: ModelShape) -> None:
-    fake = FakeOpenRouter(record_requests=False)
+    fake = PacedOpenRouter(record_requests=False)
     _configure(fake, shape)
     slack = BenchSlack()
     async with fake, slack:
@@ -148,6 +149,11 @@ class Servers:
     def openrouter(self) -> str:
         assert self.urls is not None
         return self.urls.openrouter
+
+    @property
+    def pid(self) -> int:
+        assert self.urls is not None
+        return self.urls.pid
 
     @property
     def slack_api(self) -> str:

@@ -17,11 +17,15 @@ from multidict import CIMultiDict
 from tests.fakes.server import LoopbackServer
 
 __all__ = [
+    "DONE_EVENT",
     "FAKE_API_KEY",
     "LLAMA_VISION_MODEL",
+    "PROCESSING_EVENT",
     "TEXT_ONLY_MODEL",
+    "Behaviour",
     "FakeOpenRouter",
     "RecordedRequest",
+    "content_event",
     "model_catalogue",
     "split_reply",
 ]
@@ -36,6 +40,8 @@ PROMPT_CHARS_PER_TOKEN = 4
 HANG_FOREVER_SECONDS = 3600.0
 SERVER_BACKLOG = 4096
 SHUTDOWN_TIMEOUT_SECONDS = 1.0
+PROCESSING_EVENT = b": OPENROUTER PROCESSING\n\n"  # the comment OpenRouter sends while it waits
+DONE_EVENT = b"data: [DONE]\n\n"
 
 Responder = Callable[[dict[str, Any]], str]
 
@@ -163,7 +169,7 @@ class _Reply:
     text: str
 
 
-_Behaviour = (
+Behaviour = (
     _Fail
     | _ErrorMidStream
     | _Hang
@@ -233,7 +239,7 @@ class FakeOpenRouter(LoopbackServer):
     scripted: Callable[[dict[str, Any]], bool] | None = None  # who meets faults; None: all
 
     def __post_init__(self) -> None:
-        self._queues: dict[str, deque[_Behaviour]] = {
+        self._queues: dict[str, deque[Behaviour]] = {
             "chat": deque(),
             "models": deque(),
             "key": deque(),
@@ -353,7 +359,7 @@ class FakeOpenRouter(LoopbackServer):
         body: dict[str, Any],
         model: str,
         text: str,
-        behaviour: _Behaviour | None,
+        behaviour: Behaviour | None,
     ) -> web.StreamResponse:
         generation_id = f"gen-{uuid.uuid4().hex[:20]}"
         response = web.StreamResponse(
@@ -379,13 +385,13 @@ class FakeOpenRouter(LoopbackServer):
         body: dict[str, Any],
         model: str,
         text: str,
-        behaviour: _Behaviour | None,
+        behaviour: Behaviour | None,
         generation_id: str,
     ) -> web.StreamResponse:
         if self.gzip_streams:
             response.enable_compression(web.ContentCoding.gzip)
         await response.prepare(request)
-        await response.write(b": OPENROUTER PROCESSING\n\n")
+        await response.write(PROCESSING_EVENT)
         if self.first_token_latency_seconds:
             await asyncio.sleep(self.first_token_latency_seconds)
         pieces = split_reply(text, self.chunks)
@@ -396,9 +402,7 @@ class FakeOpenRouter(LoopbackServer):
                 await asyncio.sleep(self.chunk_delay_seconds)
             if isinstance(behaviour, _StallMidStream) and index == behaviour.after_chunks:
                 await self._sleep(behaviour.seconds)
-            await response.write(
-                _sse(_chunk(generation_id, created, model, {"content": piece}, None))
-            )
+            await response.write(content_event(generation_id, created, model, piece))
             if isinstance(behaviour, _MalformedChunk) and index + 1 == behaviour.after_chunks:
                 await response.write(
                     b'data: {"id": "' + generation_id.encode() + b'", "choices": [\n\n'
@@ -411,16 +415,23 @@ class FakeOpenRouter(LoopbackServer):
         if isinstance(behaviour, _ErrorMidStream | _EndEarly):
             await response.write_eof()
             return response
-        usage = self._usage(body, model, len(pieces))
-        await response.write(_sse(_chunk(generation_id, created, model, {}, "stop")))
-        await response.write(
-            _sse(_chunk(generation_id, created, model, {}, None, usage=usage, choices=False))
-        )
-        await response.write(b"data: [DONE]\n\n")
+        for event in self.closing_events(generation_id, created, model, body, len(pieces)):
+            await response.write(event)
         if self.done_linger_seconds:
             await asyncio.sleep(self.done_linger_seconds)  # the body ends a little after [DONE]
         await response.write_eof()
         return response
+
+    def closing_events(
+        self, generation_id: str, created: int, model: str, body: dict[str, Any], pieces: int
+    ) -> list[bytes]:
+        """What ends a complete stream: the `stop` chunk, the usage chunk and `[DONE]`."""
+        usage = self._usage(body, model, pieces)
+        return [
+            _sse(_chunk(generation_id, created, model, {}, "stop")),
+            _sse(_chunk(generation_id, created, model, {}, None, usage=usage, choices=False)),
+            DONE_EVENT,
+        ]
 
     # --- helpers ---
 
@@ -442,7 +453,7 @@ class FakeOpenRouter(LoopbackServer):
             return None
         return web.json_response({"error": {"code": 401, "message": "User not found."}}, status=401)
 
-    def _next(self, route: str) -> _Behaviour | None:
+    def _next(self, route: str) -> Behaviour | None:
         queue = self._queues[route]
         return queue.popleft() if queue else None
 
@@ -507,7 +518,7 @@ def split_reply(text: str, parts: int) -> list[str]:
     return pieces
 
 
-def _stop_after(behaviour: _Behaviour | None, total: int) -> int:
+def _stop_after(behaviour: Behaviour | None, total: int) -> int:
     if isinstance(behaviour, _ErrorMidStream | _ResetMidStream | _EndEarly):
         return min(behaviour.after_chunks, total)
     return total
@@ -560,6 +571,11 @@ def _chunk(
     if usage is not None:
         chunk["usage"] = usage
     return chunk
+
+
+def content_event(generation_id: str, created: int, model: str, piece: str) -> bytes:
+    """The server-sent event carrying one piece of the reply."""
+    return _sse(_chunk(generation_id, created, model, {"content": piece}, None))
 
 
 def _error_chunk(
