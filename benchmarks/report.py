@@ -307,15 +307,15 @@ def _saturation_note(results: Results) -> str:
     fake = (
         ""
         if fake_cpu is None
-        else f" (it used {_fmt(fake_cpu)} s of CPU per round of the bare client's, in its own process)"
+        else f"; its process used {_fmt(fake_cpu)} s of CPU per round of the bare client's answers"
     )
     return (
-        f"At {top.concurrency:,} concurrent answers the bot process's one core is the limit: "
-        f"{chunks:,} chunks per round, {chunks / shape.seconds:,.0f} a second, reach one Python "
-        f"process. The fake model keeps its pace{fake}: one pacer writes every stream's chunks "
-        f"(`benchmarks/paced.py`). But even the bare client, which parses nothing, needs "
-        f"{_fmt(bare_cpu, 1)} ms of CPU per answer, {top.concurrency * bare_cpu / 1000:.1f} s per "
-        f"round, so its answers take {_fmt(_p50(top, 'bare'))} s instead of {shape.seconds:g} s. "
+        f"At {top.concurrency:,} concurrent answers neither process has CPU to spare: "
+        f"{chunks:,} chunks per round, {chunks / shape.seconds:,.0f} a second. The fake model "
+        f"writes them from one pacer task (`benchmarks/paced.py`){fake}. Even the bare client, "
+        f"which parses nothing, needs {_fmt(bare_cpu, 1)} ms of CPU per answer, "
+        f"{top.concurrency * bare_cpu / 1000:.1f} s per round, so its answers take "
+        f"{_fmt(_p50(top, 'bare'))} s instead of {shape.seconds:g} s. "
         f"A client that falls behind reads several chunks per network read, so the ratio at this "
         f"level compares how much CPU each client needs per answer more than what either adds to "
         f"the model's latency.\n\n"
@@ -529,11 +529,11 @@ def _p1_note(results: Results, top: Level) -> str:
         f"{top.concurrency:,} answers × {_fmt(cpu['glimpse'], 1)} ms is "
         f"{top.concurrency * cpu['glimpse'] / 1000:.1f} s of CPU on one core, while the bare "
         f"client's answers take {_fmt(_p50(top, 'bare'))} s, not the model's "
-        f"{results.plan.shape.seconds:g} s: at this load every client is limited by its CPU. Of "
-        f"the difference to the bare client, Glimpse's own steps are {_fmt(core_ms(top)[0])} ms "
-        f"per answer (p50) and decoding {results.plan.shape.tokens} JSON chunks {_fmt(decode_p50)} "
-        f"ms; the rest is the SDK's request path (the request built through httpx2's models and "
-        f"pydantic options), which the bare client does not have."
+        f"{results.plan.shape.seconds:g} s: at this load every client is limited by its CPU. "
+        f"What Glimpse does that the bare client does not: its own steps, {_fmt(core_ms(top)[0])} "
+        f"ms per answer (p50, under the probe), decoding {results.plan.shape.tokens} JSON chunks, "
+        f"{_fmt(decode_p50)} ms, and the SDK's request path (the request built through httpx2's "
+        f"models and pydantic options)."
     )
     if results.profile is not None and results.profile.total > 0:
         first, seconds = next(iter(results.profile.seconds.items()))

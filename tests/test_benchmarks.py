@@ -180,7 +180,7 @@ def test_a_model_slowed_by_the_load_is_explained_beside_the_p1_table(
 ) -> None:
     levels = [_synthetic_level(1, 0.2, 0.2), _synthetic_level(10, bare_seconds, 0.55)]
     text = render(Results(QUICK_PLAN, {}, levels=levels))
-    note = "the bot process's one core is the limit"
+    note = "neither process has CPU to spare"
     assert (note in text) is explained
     if explained:
         assert "10 concurrent answers" in text and "instead of 0.2 s" in text
