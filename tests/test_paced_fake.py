@@ -11,7 +11,7 @@ import aiohttp
 import openai
 import pytest
 
-from benchmarks.paced import PacedOpenRouter
+from benchmarks.paced import PacedOpenRouter, _Stream
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter, split_reply
 
 REPLY = "one two three four five six"
@@ -119,3 +119,23 @@ async def test_scripted_and_gzip_streams_keep_the_fakes_own_writer(gzip: bool) -
     else:
         assert b'"finish_reason":"error"' in body
         assert body.count(b"data: ") == 3
+
+
+class _Recorder:
+    """Stands in for a transport: keeps what each write sent."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+async def test_a_pacer_that_fell_behind_sends_what_is_due_in_one_write() -> None:
+    recorder = _Recorder()
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    stream = _Stream(recorder, [b"a", b"b", b"c", b"d"], 1.0, done)  # type: ignore[arg-type]
+    assert stream.write_due(0.0, horizon=0.5) == 1.0  # on time: one frame
+    assert stream.write_due(1.0, horizon=3.2) == 4.0  # late: b, c and d were all due
+    assert recorder.writes == [b"a", b"bcd"]
+    assert stream.sent == 4
