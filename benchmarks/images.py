@@ -210,14 +210,7 @@ def _smallest_decode(data: bytes) -> Image.Image:
     return image
 
 
-@dataclass(frozen=True, slots=True)
-class _Steps:
-    decode_ms: float
-    decode_image_ms: float
-    encode_ms: float
-
-
-def _steps_ms(data: bytes, name: str, runs: int) -> _Steps:
+def _steps_ms(data: bytes, name: str, runs: int) -> tuple[float, float, float]:
     """CPU medians of the pipeline's steps, timed in turns: raw decode, decode_image, encode_image."""
     settings = Settings()
     max_pixels, max_side = settings.image_max_pixels, settings.image_max_side
@@ -230,12 +223,7 @@ def _steps_ms(data: bytes, name: str, runs: int) -> _Steps:
         ],
         runs,
     )
-    return _Steps(decode.cpu_ms, decoded.cpu_ms, encode.cpu_ms)
-
-
-def _is_jpeg(data: bytes) -> bool:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.format == "JPEG"
+    return decode.cpu_ms, decoded.cpu_ms, encode.cpu_ms
 
 
 def measure_image(name: str, data: bytes, mime: str, runs: int) -> ImageResult:
@@ -247,17 +235,17 @@ def measure_image(name: str, data: bytes, mime: str, runs: int) -> ImageResult:
             data, name, max_pixels=settings.image_max_pixels, max_side=settings.image_max_side
         )
 
+    with Image.open(io.BytesIO(data)) as original:
+        size, is_jpeg = original.size, original.format == "JPEG"
     prepare()  # warm up: Pillow's plugins and codecs load on first use
-    if _is_jpeg(data):  # the floor taken in turns with the pipeline, so drift cannot split them
+    if is_jpeg:  # the floor taken in turns with the pipeline, so drift cannot split them
         timed, floor = _interleaved_ms([prepare, lambda: _smallest_decode(data)], runs)
     else:
         timed, floor = _median_ms(prepare, runs), None
     prepared = timed.result
     assert isinstance(prepared, PreparedImage)
     raw = _median_ms(lambda: f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", runs)
-    steps = _steps_ms(data, name, max(3, runs // 2))
-    with Image.open(io.BytesIO(data)) as original:
-        size = original.size
+    decode_ms, decode_image_ms, encode_ms = _steps_ms(data, name, max(3, runs // 2))
     return ImageResult(
         name=name,
         file_bytes=len(data),
@@ -271,9 +259,9 @@ def measure_image(name: str, data: bytes, mime: str, runs: int) -> ImageResult:
         sent_url_chars=len(prepared.data_url()),
         raw_url_chars=len(str(raw.result)),
         raw_encode_ms=raw.median_ms,
-        decode_ms=steps.decode_ms,
-        decode_image_ms=steps.decode_image_ms,
-        encode_ms=steps.encode_ms,
+        decode_ms=decode_ms,
+        decode_image_ms=decode_image_ms,
+        encode_ms=encode_ms,
         floor_ms=floor.cpu_ms if floor is not None else None,
     )
 

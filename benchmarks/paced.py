@@ -128,7 +128,7 @@ class PacedOpenRouter(FakeOpenRouter):
     """
 
     pacer: Pacer = field(default_factory=Pacer)
-    _templates: dict[tuple[str, tuple[str, ...], int], list[bytes]] = field(default_factory=dict)
+    _templates: dict[tuple[str, str, int, int], list[bytes]] = field(default_factory=dict)
 
     async def _before_close(self) -> None:
         await self.pacer.close()
@@ -155,7 +155,7 @@ class PacedOpenRouter(FakeOpenRouter):
             raise RuntimeError("the paced fake writes chunked HTTP/1.1 bodies only")
         created = int(time.time())
         pieces = split_reply(text, self.chunks)
-        frames = self._content_frames(created, model, pieces, generation_id)
+        frames = self._content_frames(created, model, text, pieces, generation_id)
         closing = self.closing_events(generation_id, created, model, body, len(pieces))
         end = b"".join(_framed(event) for event in closing)  # right after the last piece
         if frames:
@@ -171,10 +171,10 @@ class PacedOpenRouter(FakeOpenRouter):
         return response
 
     def _content_frames(
-        self, created: int, model: str, pieces: list[str], generation_id: str
+        self, created: int, model: str, text: str, pieces: list[str], generation_id: str
     ) -> list[bytes]:
         """The reply's content events, framed, built once per reply with a placeholder id."""
-        key = (model, tuple(pieces), created)
+        key = (model, text, len(pieces), created)  # the pieces follow from the text and count
         template = self._templates.get(key)
         if template is None:
             template = [
