@@ -79,10 +79,8 @@ class Level:
 
     def fake_cpu_per_round(self, approach: str) -> float | None:
         """CPU seconds the fake model's process used per round of `approach`, if known."""
-        total, rounds = (
-            self.fake_cpu_seconds[approach],
-            len(self.samples[approach]) / self.concurrency,
-        )
+        total = self.fake_cpu_seconds[approach]
+        rounds = len(self.samples[approach]) / self.concurrency
         return None if total is None or not rounds else total / rounds
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,6 +17,7 @@ from benchmarks import overhead, probe
 from benchmarks.common import QUICK_PLAN, ModelShape, percentile
 from benchmarks.context_use import measure_context_use
 from benchmarks.corpus import PROFILES, make_corpus
+from benchmarks.machine import process_cpu_seconds
 from benchmarks.overhead import (
     APPROACHES,
     RATIO_PAIR,
@@ -55,6 +60,26 @@ def test_the_fake_model_shape_spreads_its_tokens_over_its_time() -> None:
     shape = ModelShape(tokens=200, seconds=2.0, first_token_seconds=0.4)
     assert abs(shape.first_token_seconds + 199 * shape.chunk_delay_seconds - 2.0) < 1e-9
     assert shape.reply().endswith("END.")
+
+
+def test_another_processs_cpu_time_is_read_from_proc() -> None:
+    if not os.path.exists(f"/proc/{os.getpid()}/stat"):
+        pytest.skip("no /proc on this system")
+    child = subprocess.Popen(
+        [sys.executable, "-c", "sum(range(30_000_000)); input()"], stdin=subprocess.PIPE
+    )
+    try:
+        seconds = None
+        for _ in range(100):  # until the child has burnt its loop
+            seconds = process_cpu_seconds(child.pid)
+            if seconds and seconds >= 0.2:
+                break
+            time.sleep(0.05)
+        assert seconds is not None and seconds >= 0.2
+    finally:
+        child.kill()
+        child.wait()
+    assert process_cpu_seconds(child.pid) is None  # gone: unknown, not zero
 
 
 def test_percentiles_interpolate() -> None:
