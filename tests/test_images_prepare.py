@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.images import ImagePipeline, ImageRefused, PreparedBatch, prepare_image
 from bot.images.errors import display_name, format_bytes, too_large
 from bot.images.grid import LABEL_OUTLINE_PX, choose_layout, compose_grid, grid_label
-from bot.images.prepare import decode_image
+from bot.images.prepare import decode_image, downscale
 from bot.messages import ImageRef
 from tests import images_corpus as corpus
 
@@ -162,6 +162,27 @@ def test_4k_png_screenshot_is_resampled_to_the_full_side() -> None:
     assert prepared.mime_type == "image/jpeg"
 
 
+def _psnr(image: Image.Image, reference: Image.Image) -> float:
+    squared = ImageChops.difference(image, reference).point(lambda value: value * value)
+    mse = sum(ImageStat.Stat(squared).mean) / len(squared.getbands())
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+@pytest.mark.parametrize("size", [(3840, 2160), (2400, 1600), (7680, 4320)])
+def test_downscaling_a_screenshot_keeps_its_text_as_sharp_as_a_full_lanczos_resize(
+    size: tuple[int, int],
+) -> None:
+    screen = Image.new("RGB", size, (250, 250, 250))
+    draw = ImageDraw.Draw(screen)
+    for row in range(0, size[1], 24):
+        draw.text((16, row), "def answer(question): return model.stream(question)  # 42", fill=0)
+    fitted = downscale(screen, 1120)
+    reference = screen.resize(fitted.size, Image.Resampling.LANCZOS)
+    assert max(fitted.size) == 1120
+    # dB: 44-49 at these sizes; a reducing gap of 1.0 gives 40-45, nearest-pixel 38-41
+    assert _psnr(fitted, reference) >= 43
+
+
 def test_small_jpeg_keeps_its_size() -> None:
     prepared = prepare_image(corpus.jpeg_bytes((640, 480)), "small.jpg", **LIMITS)
     assert (prepared.width, prepared.height) == (640, 480)
@@ -176,6 +197,43 @@ def test_exif_orientation_6_rotates_clockwise() -> None:
     assert (
         corpus.EXIF_ORIENTATION_TAG not in decode(prepared.data).getexif()
     )  # not rotated twice by viewers
+
+
+# Where the stored image's left (red) half ends up, per EXIF orientation: (size, red pixel, blue pixel).
+ORIENTED = {
+    1: ((400, 200), (100, 100), (300, 100)),
+    2: ((400, 200), (300, 100), (100, 100)),  # mirrored
+    3: ((400, 200), (300, 100), (100, 100)),  # turned 180°
+    4: ((400, 200), (100, 100), (300, 100)),  # mirrored top to bottom
+    5: ((200, 400), (100, 100), (100, 300)),  # transposed
+    6: ((200, 400), (100, 100), (100, 300)),  # turned 90° clockwise
+    7: ((200, 400), (100, 300), (100, 100)),  # transversed
+    8: ((200, 400), (100, 300), (100, 100)),  # turned 90° anticlockwise
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTED))
+def test_every_exif_orientation_is_applied_once(orientation: int) -> None:
+    data = corpus.left_red_right_blue_jpeg(orientation=orientation)
+    size, red_at, blue_at = ORIENTED[orientation]
+    prepared = prepare_image(data, "phone.jpg", **LIMITS)
+    image = decode(prepared.data).convert("RGB")
+    assert image.size == size
+    assert close_to(image.getpixel(red_at), corpus.RED)
+    assert close_to(image.getpixel(blue_at), corpus.BLUE)
+    assert corpus.EXIF_ORIENTATION_TAG not in decode(prepared.data).getexif()
+
+
+def test_a_broken_exif_block_leaves_the_image_as_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise SyntaxError("not a TIFF file")
+
+    monkeypatch.setattr("bot.images.prepare.ImageOps.exif_transpose", broken)
+    data = corpus.left_red_right_blue_jpeg(orientation=6)
+    prepared = prepare_image(data, "phone.jpg", **LIMITS)
+    image = decode(prepared.data).convert("RGB")
+    assert image.size == (400, 200)
+    assert close_to(image.getpixel((100, 100)), corpus.RED)
 
 
 def test_png_with_transparency_stays_png() -> None:
