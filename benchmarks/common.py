@@ -137,7 +137,7 @@ class Plan:
 FULL_PLAN = Plan(
     quick=False,
     shape=ModelShape(tokens=200, seconds=2.0, first_token_seconds=0.4),
-    levels=((1, 6), (100, 2), (1000, 2)),
+    levels=((1, 10), (100, 2), (1000, 2)),
     ratio_rounds=4,
     slack=(100, 2),
     profile_answers=300,
