@@ -192,22 +192,18 @@ def _interleaved_ms(works: Sequence[Callable[[], object]], runs: int) -> list[_T
     return timed
 
 
-def _decode_only(data: bytes, max_side: int) -> Image.Image:
+def _decoded(data: bytes, draft: Callable[[tuple[int, int]], tuple[int, int]]) -> Image.Image:
+    """`data` decoded, a JPEG at the DCT scale libjpeg picks for `draft(its size)`."""
     image = Image.open(io.BytesIO(data))
     if image.format == "JPEG":
-        # the same DCT scale decode_image asks for
-        image.draft("RGB", jpeg_draft_request(image.size, max_side))
+        image.draft("RGB", draft(image.size))
     image.load()
     return image
 
 
-def _smallest_decode(data: bytes) -> Image.Image:
-    """The JPEG decoded at libjpeg's smallest DCT scale, 1/8: Huffman decoding and little else."""
-    image = Image.open(io.BytesIO(data))
-    width, height = image.size
-    image.draft("RGB", (-(-width // 8), -(-height // 8)))
-    image.load()
-    return image
+def _eighth(size: tuple[int, int]) -> tuple[int, int]:
+    """libjpeg's smallest DCT scale, 1/8: Huffman decoding and little else."""
+    return -(-size[0] // 8), -(-size[1] // 8)
 
 
 def _steps_ms(data: bytes, name: str, runs: int) -> tuple[float, float, float]:
@@ -217,7 +213,8 @@ def _steps_ms(data: bytes, name: str, runs: int) -> tuple[float, float, float]:
     image = decode_image(data, name, max_pixels=max_pixels, max_side=max_side)
     decode, decoded, encode = _interleaved_ms(
         [
-            lambda: _decode_only(data, max_side),
+            # the same DCT scale decode_image asks for
+            lambda: _decoded(data, lambda size: jpeg_draft_request(size, max_side)),
             lambda: decode_image(data, name, max_pixels=max_pixels, max_side=max_side),
             lambda: encode_image(image, name),
         ],
@@ -239,7 +236,7 @@ def measure_image(name: str, data: bytes, mime: str, runs: int) -> ImageResult:
         size, is_jpeg = original.size, original.format == "JPEG"
     prepare()  # warm up: Pillow's plugins and codecs load on first use
     if is_jpeg:  # the floor taken in turns with the pipeline, so drift cannot split them
-        timed, floor = _interleaved_ms([prepare, lambda: _smallest_decode(data)], runs)
+        timed, floor = _interleaved_ms([prepare, lambda: _decoded(data, _eighth)], runs)
     else:
         timed, floor = _median_ms(prepare, runs), None
     prepared = timed.result
