@@ -175,6 +175,8 @@ class OpenRouterClient:
             http_client=httpx2.AsyncClient(transport=AiohttpTransport(), follow_redirects=True),
         )
         self._extra_body = build_extra_body(settings)
+        # Absolute, so the SDK does not join it to the base URL for every request.
+        self._chat_url = f"{self._client.base_url}chat/completions"
         self._info: ModelInfo | None = None
         self._info_at = 0.0
         self._info_lock = asyncio.Lock()
@@ -200,7 +202,9 @@ class OpenRouterClient:
         timeout = min(self._settings.request_timeout_seconds, MODELS_TIMEOUT_SECONDS)
         try:
             listing = await self._client.get(
-                "/models", cast_to=object, options={"timeout": timeout}
+                "/models",
+                cast_to=object,
+                options={"timeout": timeout, "headers": _NO_SDK_TELEMETRY},
             )
         except openai.OpenAIError as exc:
             reason = self._error_from_sdk(exc).detail
@@ -232,7 +236,9 @@ class OpenRouterClient:
     async def key_info(self) -> dict[str, Any]:
         """GET /key: the key's label, limit and usage (for `glimpse doctor`); raises ModelError."""
         try:
-            body = await self._client.get("/key", cast_to=object)
+            body = await self._client.get(
+                "/key", cast_to=object, options={"headers": _NO_SDK_TELEMETRY}
+            )
         except openai.OpenAIError as exc:
             raise self._logged(self._error_from_sdk(exc)) from None
         data = body.get("data") if isinstance(body, dict) else None
@@ -294,9 +300,10 @@ class OpenRouterClient:
             # The SDK signs, retries and maps HTTP errors; the body's events are decoded here, a
             # network read at a time (the SDK's per-event decoding was most of the CPU per token).
             return await self._client.post(
-                "/chat/completions",
+                self._chat_url,
                 cast_to=bytes,
                 body=self._chat_body(messages, max_tokens),
+                options={"headers": _NO_SDK_TELEMETRY},
                 stream=True,
                 stream_cls=_BodyStream,
             )
@@ -478,6 +485,25 @@ def _error_chunk(error: Any, request: httpx2.Request) -> openai.APIError:
     if not isinstance(message, str) or not message:
         message = "An error occurred during streaming"
     return openai.APIError(message, request, body=error)
+
+
+# The openai SDK's telemetry headers, omitted from every request: they are for OpenAI's servers,
+# OpenRouter does not read them, and they would tell a third party the host's OS, CPU and Python.
+# Without them a request is also ~50 µs lighter to build, which counts when many start at once.
+_NO_SDK_TELEMETRY: dict[str, str | openai.Omit] = {
+    name: openai.Omit()
+    for name in (
+        "X-Stainless-Lang",
+        "X-Stainless-Package-Version",
+        "X-Stainless-OS",
+        "X-Stainless-Arch",
+        "X-Stainless-Runtime",
+        "X-Stainless-Runtime-Version",
+        "X-Stainless-Async",
+        "X-Stainless-Retry-Count",
+        "X-Stainless-Read-Timeout",
+    )
+}
 
 
 def _attribution_headers(settings: Settings) -> dict[str, str]:

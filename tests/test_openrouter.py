@@ -162,6 +162,25 @@ async def test_request_carries_attribution_headers_and_openrouter_fields(
     assert body["models"] == [LLAMA_VISION_MODEL, TEXT_ONLY_MODEL]  # primary first, no duplicate
 
 
+async def test_no_request_carries_the_sdks_telemetry_headers(
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    client = OpenRouterClient(make_settings(fake_openrouter), FAKE_API_KEY)
+    try:
+        await client.model_info()
+        await collect(client, max_tokens=16)
+        await client.key_info()
+    finally:
+        await client.close()
+    paths = [request.path for request in fake_openrouter.requests]
+    assert paths == ["/api/v1/models", "/api/v1/chat/completions", "/api/v1/key"]
+    for request in fake_openrouter.requests:
+        sent = {name.lower() for name in request.headers}
+        assert not {name for name in sent if name.startswith("x-stainless")}, request.path
+        assert request.headers["Authorization"] == f"Bearer {FAKE_API_KEY}"
+        assert request.headers["User-Agent"].startswith("AsyncOpenAI/Python")
+
+
 async def test_plain_settings_send_no_provider_or_models_and_no_empty_headers(
     fake_openrouter: FakeOpenRouter,
 ) -> None:
