@@ -126,6 +126,7 @@ class Plan:
     ratio_rounds: int  # more rounds per level of only the bare client and Glimpse
     slack: tuple[int, int]  # (concurrent mentions, rounds)
     profile_answers: int  # answers in the profiled round (0: no profile)
+    request_cost_reps: int  # chat requests through the SDK alone, to time one
     image_scale: float  # 1.0: a 12 MP photo and a 4K screenshot
     image_runs: int
     corpus_size: int
@@ -141,6 +142,7 @@ FULL_PLAN = Plan(
     ratio_rounds=4,
     slack=(100, 2),
     profile_answers=300,
+    request_cost_reps=2000,
     image_scale=1.0,
     image_runs=15,
     corpus_size=240,
@@ -155,6 +157,7 @@ QUICK_PLAN = Plan(
     ratio_rounds=1,
     slack=(5, 1),
     profile_answers=0,
+    request_cost_reps=50,
     image_scale=0.25,
     image_runs=2,
     corpus_size=24,

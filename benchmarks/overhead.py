@@ -14,7 +14,7 @@ import aiohttp
 import openai
 from pydantic import SecretStr
 
-from benchmarks import probe
+from benchmarks import departures, probe
 from benchmarks.baseline import UsualBot
 from benchmarks.common import MemorySink, core_settings
 from benchmarks.machine import process_cpu_seconds
@@ -34,6 +34,7 @@ __all__ = [
     "Level",
     "Sample",
     "Side",
+    "request_body",
     "run_level",
     "started_sides",
 ]
@@ -68,6 +69,8 @@ class Level:
     gc_pauses_ms: dict[str, list[float]] = field(
         default_factory=lambda: {a: [] for a in APPROACHES}
     )
+    # seconds after its round's start at which each request left (aiohttp clients only)
+    departures: dict[str, list[float]] = field(default_factory=lambda: {a: [] for a in APPROACHES})
     # CPU seconds the fake model's process used during each approach's rounds (None: unknown)
     fake_cpu_seconds: dict[str, float | None] = field(
         default_factory=lambda: dict.fromkeys(APPROACHES, 0.0)
@@ -84,7 +87,7 @@ class Level:
         return None if total is None or not rounds else total / rounds
 
 
-def _request_body() -> dict[str, object]:
+def request_body() -> dict[str, object]:
     return {
         "model": LLAMA_VISION_MODEL,
         "messages": [
@@ -135,7 +138,7 @@ class Side:
         started = time.perf_counter()
         url = f"{self.base_url}/chat/completions"
         headers = {"Authorization": f"Bearer {FAKE_API_KEY}"}
-        async with self.http.post(url, json=_request_body(), headers=headers) as response:
+        async with self.http.post(url, json=request_body(), headers=headers) as response:
             async for _ in response.content.iter_any():  # the body ends just after [DONE]
                 pass
         return Sample(time.perf_counter() - started)
@@ -143,7 +146,7 @@ class Side:
     async def sdk_answer(self) -> Sample:
         """The openai SDK alone (one shared client), every chunk parsed, nothing done with it."""
         started = time.perf_counter()
-        body = _request_body()
+        body = request_body()
         stream = await self.sdk.chat.completions.create(
             model=LLAMA_VISION_MODEL,
             messages=body["messages"],  # type: ignore[call-overload]
@@ -239,6 +242,7 @@ class _RoundResult:
     cpu_seconds: float  # this process
     fake_cpu_seconds: float | None  # the fake model's process, if it could be read
     gc_pauses_ms: list[float]
+    departures: list[float]  # seconds after the start at which each request left
 
 
 def _fake_cpu(side: Side) -> float | None:
@@ -246,7 +250,7 @@ def _fake_cpu(side: Side) -> float | None:
 
 
 async def _round(side: Side, approach: str, concurrency: int) -> _RoundResult:
-    """One round of `concurrency` answers at once, with the CPU both processes used and GC pauses.
+    """One round of `concurrency` answers at once: CPU both processes used, GC pauses, departures.
 
     Every answer has ended when `gather` returns, so the probe goes in and out with no stream open.
     """
@@ -254,11 +258,11 @@ async def _round(side: Side, approach: str, concurrency: int) -> _RoundResult:
     gc.collect()
     with _probe_for(approach):
         cpu, fake_cpu = time.process_time(), _fake_cpu(side)
-        with _GcWatch() as watch:
+        with _GcWatch() as watch, departures.recorded() as left:
             samples = list(await asyncio.gather(*(run() for _ in range(concurrency))))
         cpu_seconds, fake_after = time.process_time() - cpu, _fake_cpu(side)
     fake_seconds = None if fake_cpu is None or fake_after is None else fake_after - fake_cpu
-    return _RoundResult(samples, cpu_seconds, fake_seconds, watch.pauses_ms)
+    return _RoundResult(samples, cpu_seconds, fake_seconds, watch.pauses_ms, left.seconds)
 
 
 async def run_level(side: Side, concurrency: int, rounds: int, ratio_rounds: int = 0) -> Level:
@@ -277,6 +281,7 @@ async def run_level(side: Side, concurrency: int, rounds: int, ratio_rounds: int
             level.samples[approach] += result.samples
             level.cpu_seconds[approach] += result.cpu_seconds
             level.gc_pauses_ms[approach] += result.gc_pauses_ms
+            level.departures[approach] += result.departures
             known = level.fake_cpu_seconds[approach]
             level.fake_cpu_seconds[approach] = (
                 None

@@ -12,7 +12,7 @@ from benchmarks.context_use import StrategyResult
 from benchmarks.corpus import PROFILES
 from benchmarks.images import ImageResult
 from benchmarks.memory_use import MemoryResult
-from benchmarks.overhead import PROBED, Level, Sample
+from benchmarks.overhead import PROBED, RATIO_PAIR, Level, Sample
 from benchmarks.profile import ProfileResult
 from benchmarks.slack_path import SlackResult
 
@@ -44,6 +44,7 @@ class Results:
     levels: list[Level] = field(default_factory=list)
     slack: SlackResult | None = None
     profile: ProfileResult | None = None
+    sdk_request_us: float | None = None  # CPU of one chat request through the SDK alone
     image_core: int | None = None
     images: list[ImageResult] = field(default_factory=list)
     context: list[StrategyResult] = field(default_factory=list)
@@ -61,6 +62,12 @@ def _p50(level: Level, approach: str) -> float:
 def ratio(level: Level, approach: str) -> float:
     """Median time per answer ÷ the fake model's median time (bare client), same concurrency."""
     return _p50(level, approach) / _p50(level, "bare")
+
+
+def departure_p50(level: Level, approach: str) -> float | None:
+    """Median seconds after its round's start at which a request left (None: not recorded)."""
+    left = level.departures[approach]
+    return summarise(left).p50 if left else None
 
 
 def _probed(level: Level, approach: str) -> list[Sample]:
@@ -267,6 +274,7 @@ def _p1_section(results: Results) -> str:
                 "{} / {}".format(*(_fmt(v) for v in decode_ms(level))),
                 "{} / {}".format(*(_fmt(v) for v in core_ms(level, "usual"))),
                 _fmt(build_ms(level), 2),
+                _departures_cell(level),
                 _cpu_cell(level),
                 _gc_cell(level),
             ]
@@ -283,6 +291,7 @@ def _p1_section(results: Results) -> str:
         "Glimpse stream decoding ms p50 / p99",
         "usual core ms p50 / p99",
         "Glimpse request build ms p50",
+        "request left, s after the start p50: bare / Glimpse",
         "CPU ms per answer: bare / SDK / Glimpse (probed rounds) / usual",
         "GC runs during Glimpse rounds (≥ 1 ms, longest ms)",
     ]
@@ -320,6 +329,13 @@ def _saturation_note(results: Results) -> str:
         f"level compares how much CPU each client needs per answer more than what either adds to "
         f"the model's latency.\n\n"
     )
+
+
+def _departures_cell(level: Level) -> str:
+    bare, glimpse = (departure_p50(level, a) for a in RATIO_PAIR)
+    if bare is None or glimpse is None:
+        return "n/a"
+    return f"{_fmt(bare, 3)} / {_fmt(glimpse, 3)}"
 
 
 def _cpu_cell(level: Level) -> str:
@@ -538,6 +554,31 @@ def _p1_note(results: Results, top: Level) -> str:
     if results.profile is not None and results.profile.total > 0:
         first, seconds = next(iter(results.profile.seconds.items()))
         text += f" The profile puts {seconds / results.profile.total:.0%} of the sampled time in “{first}”."
+    return text + _start_words(results, top)
+
+
+def _start_words(results: Results, top: Level) -> str:
+    """How much of the miss is the start, when every answer's request is built at once."""
+    bare, glimpse = (departure_p50(top, a) for a in RATIO_PAIR)
+    if bare is None or glimpse is None:
+        return ""
+    gap = _p50(top, "glimpse") - _p50(top, "bare")
+    allowed = (RATIO_TARGET - 1) * _p50(top, "bare")
+    per_request_us = 1e6 * allowed / (top.concurrency / 2)
+    text = (
+        f" Most of the miss is the start: all {top.concurrency:,} answers begin at once and each "
+        f"request is built on the one core before the next leaves, so Glimpse's median request "
+        f"left {_fmt(glimpse, 3)} s after the start, the bare client's {_fmt(bare, 3)} s: "
+        f"{_fmt(glimpse - bare, 3)} s of the {_fmt(gap, 3)} s between their median answers."
+    )
+    if results.sdk_request_us is not None:
+        text += (
+            f" Within ≤ {RATIO_TARGET} the median answer may end only {_fmt(allowed, 3)} s after "
+            f"the bare client's, so even with a stream that cost nothing more to read, Glimpse's "
+            f"request could cost at most {per_request_us:.0f} µs of CPU more than the bare "
+            f"client's raw aiohttp POST; the openai SDK's part alone takes "
+            f"{results.sdk_request_us:.0f} µs (timed against a transport that answers at once)."
+        )
     return text
 
 

@@ -19,9 +19,10 @@ from benchmarks.corpus import make_corpus  # noqa: E402
 from benchmarks.images import measure_images  # noqa: E402
 from benchmarks.machine import load_average, machine_info  # noqa: E402
 from benchmarks.memory_use import measure_memory  # noqa: E402
-from benchmarks.overhead import run_level, started_sides  # noqa: E402
+from benchmarks.overhead import request_body, run_level, started_sides  # noqa: E402
 from benchmarks.profile import profile_round  # noqa: E402
 from benchmarks.report import Results, key_ratios, render, write_plots  # noqa: E402
+from benchmarks.request_cost import sdk_request_microseconds  # noqa: E402
 from benchmarks.servers import Servers  # noqa: E402
 from benchmarks.slack_path import run_slack_path  # noqa: E402
 
@@ -43,6 +44,9 @@ async def _p1(plan: Plan, servers: Servers, results: Results) -> None:
                 f"[P1] {concurrency:,} concurrent × {rounds} rounds (+{plan.ratio_rounds} of bare "
                 f"and Glimpse): {time.perf_counter() - started:.0f} s"
             )
+        results.sdk_request_us = await sdk_request_microseconds(
+            request_body(), plan.request_cost_reps
+        )
         results.slack = await run_slack_path(side, servers, *plan.slack)
         _say(f"[P1] Slack HTTP path: {'done' if results.slack.measured else results.slack.reason}")
         if plan.profile_answers:

@@ -26,6 +26,7 @@ __all__ = [
     "ErrorKind",
     "ModelError",
     "ModelInfo",
+    "NO_SDK_TELEMETRY",
     "OpenRouterClient",
     "StreamEnd",
     "TextDelta",
@@ -204,7 +205,7 @@ class OpenRouterClient:
             listing = await self._client.get(
                 "/models",
                 cast_to=object,
-                options={"timeout": timeout, "headers": _NO_SDK_TELEMETRY},
+                options={"timeout": timeout, "headers": NO_SDK_TELEMETRY},
             )
         except openai.OpenAIError as exc:
             reason = self._error_from_sdk(exc).detail
@@ -237,7 +238,7 @@ class OpenRouterClient:
         """GET /key: the key's label, limit and usage (for `glimpse doctor`); raises ModelError."""
         try:
             body = await self._client.get(
-                "/key", cast_to=object, options={"headers": _NO_SDK_TELEMETRY}
+                "/key", cast_to=object, options={"headers": NO_SDK_TELEMETRY}
             )
         except openai.OpenAIError as exc:
             raise self._logged(self._error_from_sdk(exc)) from None
@@ -303,7 +304,7 @@ class OpenRouterClient:
                 self._chat_url,
                 cast_to=bytes,
                 body=self._chat_body(messages, max_tokens),
-                options={"headers": _NO_SDK_TELEMETRY},
+                options={"headers": NO_SDK_TELEMETRY},
                 stream=True,
                 stream_cls=_BodyStream,
             )
@@ -490,7 +491,7 @@ def _error_chunk(error: Any, request: httpx2.Request) -> openai.APIError:
 # The openai SDK's telemetry headers, omitted from every request: they are for OpenAI's servers,
 # OpenRouter does not read them, and they would tell a third party the host's OS, CPU and Python.
 # Without them a request is also ~50 µs lighter to build, which counts when many start at once.
-_NO_SDK_TELEMETRY: dict[str, str | openai.Omit] = {
+NO_SDK_TELEMETRY: dict[str, str | openai.Omit] = {
     name: openai.Omit()
     for name in (
         "X-Stainless-Lang",

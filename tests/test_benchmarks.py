@@ -12,6 +12,7 @@ from typing import Any
 
 import openai
 import pytest
+from aiohttp.client_reqrep import ClientRequest
 
 from benchmarks import overhead, probe
 from benchmarks.common import QUICK_PLAN, ModelShape, percentile
@@ -26,7 +27,8 @@ from benchmarks.overhead import (
     run_level,
     started_sides,
 )
-from benchmarks.report import Results, core_ms, ratio, render
+from benchmarks.report import Results, core_ms, departure_p50, ratio, render
+from benchmarks.request_cost import sdk_request_microseconds
 from bot import openrouter
 from tests.fakes.openrouter import FakeOpenRouter
 
@@ -41,6 +43,7 @@ PATCHED = (
 )
 ABSENT = object()
 TAKE = openrouter._take
+SEND = ClientRequest.send
 
 
 def test_the_corpus_is_reproducible_and_covers_every_kind() -> None:
@@ -172,6 +175,7 @@ async def test_p1_takes_ratios_from_unprobed_rounds_and_the_breakdown_from_probe
         "usual": {True},
     }
     assert openrouter._take is TAKE
+    assert ClientRequest.send is SEND  # the departures' timer is gone
     for level, (concurrency, rounds) in zip(levels, QUICK_PLAN.levels, strict=True):
         extra = QUICK_PLAN.ratio_rounds
         assert {a: len(level.samples[a]) for a in APPROACHES} == {
@@ -180,6 +184,13 @@ async def test_p1_takes_ratios_from_unprobed_rounds_and_the_breakdown_from_probe
         assert all(s.core_seconds == s.decode_seconds == 0 for s in level.samples["glimpse"])
         assert all(s.core_seconds > 0 and s.decode_seconds > 0 for s in level.samples["probed"])
         assert all(s.core_seconds > 0 for s in level.samples["usual"])
+        # every aiohttp request's departure is timed (the SDK-alone and usual clients use httpx2's)
+        for approach in APPROACHES:
+            aiohttp_client = approach in ("bare", "glimpse", "probed")
+            expected = len(level.samples[approach]) if aiohttp_client else 0
+            assert len(level.departures[approach]) == expected, approach
+        slowest = max(s.seconds for s in level.samples["glimpse"])
+        assert all(0 < left < slowest for left in level.departures["glimpse"])
         with pytest.raises(ValueError, match="without the probe"):
             core_ms(level, "glimpse")
     top = levels[-1]
@@ -188,6 +199,8 @@ async def test_p1_takes_ratios_from_unprobed_rounds_and_the_breakdown_from_probe
     assert core == "{:,.2f} / {:,.2f}".format(*core_ms(top, "probed"))
     assert core != "0.00 / 0.00"
     assert cells["Glimpse ÷ model"] == f"**{ratio(top, 'glimpse'):,.2f}**"
+    left = cells["request left, s after the start p50: bare / Glimpse"]
+    assert left == f"{departure_p50(top, 'bare'):,.3f} / {departure_p50(top, 'glimpse'):,.3f}"
 
 
 def _synthetic_level(concurrency: int, bare_seconds: float, glimpse_seconds: float) -> Level:
@@ -209,3 +222,26 @@ def test_a_model_slowed_by_the_load_is_explained_beside_the_p1_table(
     assert (note in text) is explained
     if explained:
         assert "10 concurrent answers" in text and "instead of 0.2 s" in text
+
+
+def test_the_start_is_weighed_against_what_the_target_leaves_per_request() -> None:
+    top = _synthetic_level(1000, 2.2, 2.4)
+    top.departures["bare"] = [0.05] * 3
+    top.departures["glimpse"] = [0.19] * 3
+    results = Results(QUICK_PLAN, {}, levels=[_synthetic_level(1, 0.2, 0.2), top])
+    results.sdk_request_us = 190.0
+    text = render(results)
+    assert _p1_row(text, 1000)["request left, s after the start p50: bare / Glimpse"] == (
+        "0.050 / 0.190"
+    )
+    assert (
+        "Glimpse's median request left 0.190 s after the start, the bare client's 0.050 s" in text
+    )
+    assert "0.140 s of the 0.200 s between their median answers" in text
+    # 2 % of 2.2 s, spread over the 500 requests built before the median one: 88 µs each
+    assert "at most 88 µs of CPU more" in text and "SDK's part alone takes 190 µs" in text
+
+
+async def test_the_sdks_request_cost_is_timed_without_a_network() -> None:
+    # its transport answers itself: a request that reached for 127.0.0.1:9 would fail
+    assert await sdk_request_microseconds(overhead.request_body(), 20) > 0
