@@ -266,23 +266,33 @@ class Conversations:
         request: ModelRequest,
         new_turns: list[Turn],
     ) -> Outcome:
-        await sink.start()
+        # The platform's "working" signal (a reaction, a thread, typing) goes out beside the model
+        # request instead of before it, so its round trip is not added to every answer; the sink
+        # is used again only once it has landed.
+        starting: asyncio.Task[None] | None = asyncio.create_task(sink.start())
         started = time.perf_counter()
         first_token: float | None = None
         answer = ""
         end: StreamEnd | None = None
         try:
-            async with self.admission.slot():  # a bounded number of model calls at once
-                async for event in self._client.stream(
-                    request.messages, max_tokens=self._settings.max_output_tokens
-                ):
-                    if isinstance(event, TextDelta):
-                        if first_token is None:
-                            first_token = time.perf_counter() - started
-                        answer += event.text
-                        await sink.update(answer)
-                    else:
-                        end = event
+            try:
+                async with self.admission.slot():  # a bounded number of model calls at once
+                    async for event in self._client.stream(
+                        request.messages, max_tokens=self._settings.max_output_tokens
+                    ):
+                        if isinstance(event, TextDelta):
+                            if first_token is None:
+                                first_token = time.perf_counter() - started
+                            if starting is not None:
+                                await starting
+                                starting = None
+                            answer += event.text
+                            await sink.update(answer)
+                        else:
+                            end = event
+            finally:
+                if starting is not None:  # every way on uses the sink (or fails its start)
+                    await starting
         except Busy:
             log.info("busy: message %s in %s not answered", message.message_id, message.key)
             await sink.fail(BUSY_NOTICE)

@@ -374,6 +374,59 @@ async def test_a_sink_that_breaks_does_not_crash_the_service(service: Conversati
     assert (await service.handle(_message("again"), RecordingSink())).status is Status.ANSWERED
 
 
+async def test_the_model_request_goes_out_while_the_platform_signal_is_still_on_its_way(
+    service: Conversations, fake: FakeOpenRouter
+) -> None:
+    calls: list[str] = []
+    requested = asyncio.Event()
+    answer = fake.responder
+
+    def responder(body: dict[str, Any]) -> str:
+        requested.set()
+        return answer(body)
+
+    fake.responder = responder
+
+    class SlowStart(RecordingSink):
+        """A platform whose 'working' signal lands only once the model has the request."""
+
+        async def start(self) -> None:
+            calls.append("start")
+            await asyncio.wait_for(requested.wait(), 5)
+            await asyncio.sleep(0.05)  # the model's first chunks arrive meanwhile
+            calls.append("started")
+            await super().start()
+
+        async def update(self, text: str) -> None:
+            calls.append("update")
+            await super().update(text)
+
+        async def finish(self, text: str) -> None:
+            calls.append("finish")
+            await super().finish(text)
+
+    sink = SlowStart()
+    outcome = await service.handle(_message("hi"), sink)
+    assert outcome.status is Status.ANSWERED and sink.final == "You said: hi"
+    assert calls[:2] == ["start", "started"]  # the sink is used again only once it started
+    assert calls[-1] == "finish" and "update" in calls
+
+
+async def test_a_sink_whose_start_fails_fails_the_answer_and_the_service_carries_on(
+    service: Conversations, fake: FakeOpenRouter
+) -> None:
+    class NoStart(RecordingSink):
+        async def start(self) -> None:
+            await asyncio.sleep(0.01)
+            raise RuntimeError("platform down")
+
+    sink = NoStart()
+    outcome = await service.handle(_message("hi"), sink)
+    assert outcome.status is Status.FAILED
+    assert sink.updates == [] and sink.final is None
+    assert (await service.handle(_message("again"), RecordingSink())).status is Status.ANSWERED
+
+
 async def test_turns_older_than_the_retention_are_pruned(
     fake: FakeOpenRouter, tmp_path: Path
 ) -> None:
