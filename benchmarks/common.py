@@ -124,6 +124,7 @@ class Plan:
     shape: ModelShape
     levels: tuple[tuple[int, int], ...]  # (concurrent conversations, rounds)
     ratio_rounds: int  # more rounds per level of only the bare client and Glimpse
+    steady: tuple[int, int]  # (concurrent conversations, rounds) asking again once answered
     slack: tuple[int, int]  # (concurrent mentions, rounds)
     profile_answers: int  # answers in the profiled round (0: no profile)
     request_cost_reps: int  # chat requests through the SDK alone, to time one
@@ -140,6 +141,7 @@ FULL_PLAN = Plan(
     shape=ModelShape(tokens=200, seconds=2.0, first_token_seconds=0.4),
     levels=((1, 10), (100, 2), (1000, 2)),
     ratio_rounds=4,
+    steady=(1000, 2),
     slack=(100, 2),
     profile_answers=300,
     request_cost_reps=2000,
@@ -155,6 +157,7 @@ QUICK_PLAN = Plan(
     shape=ModelShape(tokens=20, seconds=0.2, first_token_seconds=0.05),
     levels=((1, 1), (10, 1)),
     ratio_rounds=1,
+    steady=(10, 1),
     slack=(5, 1),
     profile_answers=0,
     request_cost_reps=50,

@@ -25,6 +25,7 @@ from benchmarks.report import Results, key_ratios, render, write_plots  # noqa: 
 from benchmarks.request_cost import sdk_request_microseconds  # noqa: E402
 from benchmarks.servers import Servers  # noqa: E402
 from benchmarks.slack_path import run_slack_path  # noqa: E402
+from benchmarks.steady import run_steady  # noqa: E402
 
 PHASES = ("p1", "p2", "p3", "p4", "p5")
 MEMORY_SHAPE = ModelShape(tokens=60, seconds=0.0, first_token_seconds=0.0)
@@ -44,6 +45,13 @@ async def _p1(plan: Plan, servers: Servers, results: Results) -> None:
                 f"[P1] {concurrency:,} concurrent × {rounds} rounds (+{plan.ratio_rounds} of bare "
                 f"and Glimpse): {time.perf_counter() - started:.0f} s"
             )
+        concurrency, rounds = plan.steady
+        started = time.perf_counter()
+        results.steady = await run_steady(side, concurrency, rounds, plan.shape.seconds)
+        _say(
+            f"[P1] {concurrency:,} concurrent, steady, × {rounds} rounds of bare and Glimpse: "
+            f"{time.perf_counter() - started:.0f} s"
+        )
         results.sdk_request_us = await sdk_request_microseconds(
             request_body(), plan.request_cost_reps
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -27,8 +28,9 @@ from benchmarks.overhead import (
     run_level,
     started_sides,
 )
-from benchmarks.report import Results, core_ms, departure_p50, ratio, render
+from benchmarks.report import Results, core_ms, departure_p50, ratio, render, steady_ratio
 from benchmarks.request_cost import sdk_request_microseconds
+from benchmarks.steady import SteadyResult, run_steady
 from bot import openrouter
 from tests.fakes.openrouter import FakeOpenRouter
 
@@ -245,3 +247,54 @@ def test_the_start_is_weighed_against_what_the_target_leaves_per_request() -> No
 async def test_the_sdks_request_cost_is_timed_without_a_network() -> None:
     # its transport answers itself: a request that reached for 127.0.0.1:9 would fail
     assert await sdk_request_microseconds(overhead.request_body(), 20) > 0
+
+
+async def test_steady_load_keeps_every_conversation_streaming_and_counts_after_the_ramp() -> None:
+    model_seconds, concurrency = 0.1, 8
+    in_flight, peak, starts = 0, 0, []
+    began = time.perf_counter()
+
+    class Stub:
+        def runner(self, approach: str) -> Callable[[], Awaitable[Sample]]:
+            async def answer() -> Sample:
+                nonlocal in_flight, peak
+                starts.append(time.perf_counter() - began)
+                in_flight += 1
+                peak = max(peak, in_flight)
+                await asyncio.sleep(model_seconds)
+                in_flight -= 1
+                return Sample(model_seconds if approach == "bare" else 1.5 * model_seconds)
+
+            return answer
+
+    result = await run_steady(Stub(), concurrency, 1, model_seconds)  # type: ignore[arg-type]
+    assert peak == concurrency  # one answer at a time per conversation, all of them going
+    # each conversation answers back to back for the ramp plus the window: ~3 model times
+    assert 2.5 * concurrency <= result.answers["bare"] <= 3.5 * concurrency
+    # the first model time's answers (the ramp) are not counted
+    assert 0 < len(result.seconds["bare"]) < result.answers["bare"]
+    first = sorted(starts)[:concurrency]  # every conversation's first question, spread
+    assert model_seconds / 2 < first[-1] - first[0] < model_seconds
+    assert steady_ratio(result) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(("glimpse_seconds", "missed"), [(2.03, False), (2.1, True)])
+def test_the_steady_load_has_its_own_row_and_a_note_when_missed(
+    glimpse_seconds: float, missed: bool
+) -> None:
+    steady = SteadyResult(1000)
+    steady.seconds = {"bare": [2.0] * 5, "glimpse": [glimpse_seconds] * 5}
+    steady.cpu_seconds, steady.answers = (
+        {"bare": 2.0, "glimpse": 2.5},
+        {"bare": 1000, "glimpse": 1000},
+    )
+    results = Results(QUICK_PLAN, {}, levels=[_synthetic_level(10, 0.2, 0.2)], steady=steady)
+    text = render(results)
+    row = next(line for line in text.splitlines() if "steady (each conversation" in line)
+    assert _cells(row)[2:] == [
+        f"{glimpse_seconds / 2:.2f}",  # the ratio
+        "n/a",
+        "**missed**" if missed else "met",
+    ]
+    assert ("steady, missed" in text) is missed
+    assert "2.5 ms of CPU per answer against the bare client's 2.0 ms" in text or not missed
