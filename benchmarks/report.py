@@ -588,23 +588,23 @@ def _p1_note(results: Results, top: Level) -> str:
     cpu = {a: top.cpu_ms_per_answer(a) for a in ("bare", "sdk", "glimpse")}
     decode_p50 = decode_ms(top)[0]
     text = (
-        f"- **P1 at {top.concurrency:,} concurrent missed** ({_fmt(ratio(top, 'glimpse'))} vs ≤ {RATIO_TARGET}). "
-        f"The bot process is CPU-bound: Glimpse used {_fmt(cpu['glimpse'], 1)} ms of CPU per answer, "
-        f"a raw aiohttp client that parses nothing {_fmt(cpu['bare'], 1)} ms, the openai SDK alone "
-        f"(default client, every chunk parsed and dropped) {_fmt(cpu['sdk'], 1)} ms. "
+        f"- **P1 at {top.concurrency:,} concurrent missed** ({_fmt(ratio(top, 'glimpse'))} vs ≤ {RATIO_TARGET})."
+        + _start_words(results, top)
+        + f" The bot process is CPU-bound too: Glimpse used {_fmt(cpu['glimpse'], 1)} ms of CPU per "
+        f"answer, a raw aiohttp client that parses nothing {_fmt(cpu['bare'], 1)} ms, the openai "
+        f"SDK alone (default client, every chunk parsed and dropped) {_fmt(cpu['sdk'], 1)} ms. "
         f"{top.concurrency:,} answers × {_fmt(cpu['glimpse'], 1)} ms is "
         f"{top.concurrency * cpu['glimpse'] / 1000:.1f} s of CPU on one core, while the bare "
         f"client's answers take {_fmt(_p50(top, 'bare'))} s, not the model's "
-        f"{results.plan.shape.seconds:g} s: at this load every client is limited by its CPU. "
-        f"What Glimpse does that the bare client does not: its own steps, {_fmt(core_ms(top)[0])} "
-        f"ms per answer (p50, under the probe), decoding {results.plan.shape.tokens} JSON chunks, "
-        f"{_fmt(decode_p50)} ms, and the SDK's request path (the request built through httpx2's "
-        f"models and pydantic options)."
+        f"{results.plan.shape.seconds:g} s. "
+        f"What Glimpse does that the bare client does not: the request through the SDK, its own "
+        f"steps, {_fmt(core_ms(top)[0])} ms per answer (p50, under the probe), and decoding "
+        f"{results.plan.shape.tokens} JSON chunks, {_fmt(decode_p50)} ms."
     )
     if results.profile is not None and results.profile.total > 0:
         first, seconds = next(iter(results.profile.seconds.items()))
         text += f" The profile puts {seconds / results.profile.total:.0%} of the sampled time in “{first}”."
-    return text + _start_words(results, top)
+    return text
 
 
 def _start_words(results: Results, top: Level) -> str:
