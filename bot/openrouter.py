@@ -176,7 +176,7 @@ class OpenRouterClient:
             http_client=httpx2.AsyncClient(transport=AiohttpTransport(), follow_redirects=True),
         )
         self._extra_body = build_extra_body(settings)
-        # Absolute, so the SDK does not join it to the base URL for every request.
+        # Absolute, so the SDK does not join it to the base URL for every request (~20 µs).
         self._chat_url = f"{self._client.base_url}chat/completions"
         self._info: ModelInfo | None = None
         self._info_at = 0.0
@@ -490,7 +490,7 @@ def _error_chunk(error: Any, request: httpx2.Request) -> openai.APIError:
 
 # The openai SDK's telemetry headers, omitted from every request: they are for OpenAI's servers,
 # OpenRouter does not read them, and they would tell a third party the host's OS, CPU and Python.
-# Without them a request is also ~50 µs lighter to build, which counts when many start at once.
+# Without them a request is also ~30 µs lighter to build, which counts when many start at once.
 NO_SDK_TELEMETRY: dict[str, str | openai.Omit] = {
     name: openai.Omit()
     for name in (
