@@ -125,6 +125,7 @@ class Plan:
     levels: tuple[tuple[int, int], ...]  # (concurrent conversations, rounds)
     ratio_rounds: int  # more rounds per level of only the bare client and Glimpse
     steady: tuple[int, int]  # (concurrent conversations, rounds) asking again once answered
+    without_sdk_rounds: int  # rounds of each what-if (no SDK): all at once, then steady
     slack: tuple[int, int]  # (concurrent mentions, rounds)
     profile_answers: int  # answers in the profiled round (0: no profile)
     request_cost_reps: int  # chat requests through the SDK alone, to time one
@@ -142,6 +143,7 @@ FULL_PLAN = Plan(
     levels=((1, 10), (100, 2), (1000, 2)),
     ratio_rounds=4,
     steady=(1000, 2),
+    without_sdk_rounds=2,
     slack=(100, 2),
     profile_answers=300,
     request_cost_reps=2000,
@@ -158,6 +160,7 @@ QUICK_PLAN = Plan(
     levels=((1, 1), (10, 1)),
     ratio_rounds=1,
     steady=(10, 1),
+    without_sdk_rounds=1,
     slack=(5, 1),
     profile_answers=0,
     request_cost_reps=50,

@@ -47,6 +47,9 @@ class Results:
     profile: ProfileResult | None = None
     sdk_request_us: float | None = None  # CPU of one chat request through the SDK alone
     steady: SteadyResult | None = None
+    # the what-if: Glimpse's chat request as one raw aiohttp POST (benchmarks/without_sdk.py)
+    without_sdk: Level | None = None
+    without_sdk_steady: SteadyResult | None = None
     image_core: int | None = None
     images: list[ImageResult] = field(default_factory=list)
     context: list[StrategyResult] = field(default_factory=list)
@@ -319,6 +322,7 @@ def _p1_section(results: Results) -> str:
         + "\n\n"
         + _saturation_note(results)
         + _steady_lines(results)
+        + _without_sdk_lines(results)
         + _slack_lines(results)
         + _profile_lines(results)
     )
@@ -374,6 +378,32 @@ def _steady_lines(results: Results) -> str:
         f"{_fmt(bare.p50, 3)} s (p99 {_fmt(bare.p99, 3)}): **{_fmt(steady_ratio(steady), 3)}×** "
         f"the model's time. CPU per answer: bare {_fmt(steady.cpu_ms_per_answer('bare'), 1)} ms, "
         f"Glimpse {_fmt(steady.cpu_ms_per_answer('glimpse'), 1)} ms.\n\n"
+    )
+
+
+def _without_sdk_lines(results: Results) -> str:
+    level, steady = results.without_sdk, results.without_sdk_steady
+    if level is None or steady is None:
+        return ""
+    return (
+        f"**What the openai SDK's request path costs.** The same loads again with Glimpse's chat "
+        f"request sent as one raw aiohttp POST instead of through the SDK (`without_sdk.py`: a "
+        f"what-if patched in for the benchmark, with no retries or error mapping, not how Glimpse "
+        f"runs); everything else, from `handle` to the sink, as in production: "
+        f"{level.concurrency:,} all at once **{_fmt(ratio(level, 'glimpse'), 3)}×** the model's "
+        f"time (median request left {_fmt(departure_p50(level, 'glimpse') or math.nan, 3)} s "
+        f"after the start), steady {steady.concurrency:,} **{_fmt(steady_ratio(steady), 3)}×**.\n\n"
+    )
+
+
+def _without_sdk_words(results: Results) -> str:
+    level, steady = results.without_sdk, results.without_sdk_steady
+    if level is None or steady is None:
+        return ""
+    return (
+        f" With the chat request sent by raw aiohttp instead of the SDK (the what-if below the P1 "
+        f"table) the same loads give {_fmt(ratio(level, 'glimpse'), 3)} all at once and "
+        f"{_fmt(steady_ratio(steady), 3)} steady."
     )
 
 
@@ -559,7 +589,7 @@ def _limits(results: Results) -> str:
             f"keeps it busier, {_fmt(steady.cpu_ms_per_answer('glimpse'), 1)} ms of CPU per "
             f"answer against the bare client's {_fmt(steady.cpu_ms_per_answer('bare'), 1)} ms "
             f"(the request through the SDK, then decoding {results.plan.shape.tokens} chunks), "
-            f"so each chunk waits a little longer for its turn."
+            f"so each chunk waits a little longer for its turn." + _without_sdk_words(results)
         )
     photo = next((i for i in results.images if i.name.endswith(".jpg")), None)
     if photo is not None and photo.median_ms > PHOTO_MS_TARGET:
@@ -604,7 +634,7 @@ def _p1_note(results: Results, top: Level) -> str:
     if results.profile is not None and results.profile.total > 0:
         first, seconds = next(iter(results.profile.seconds.items()))
         text += f" The profile puts {seconds / results.profile.total:.0%} of the sampled time in “{first}”."
-    return text
+    return text + _without_sdk_words(results)
 
 
 def _start_words(results: Results, top: Level) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import without_sdk  # noqa: E402
 from benchmarks.build_time import measure_build_time  # noqa: E402
 from benchmarks.common import BENCH_DIR, FULL_PLAN, QUICK_PLAN, ModelShape, Plan  # noqa: E402
 from benchmarks.context_use import measure_context_use  # noqa: E402
@@ -52,6 +53,14 @@ async def _p1(plan: Plan, servers: Servers, results: Results) -> None:
             f"[P1] {concurrency:,} concurrent, steady, × {rounds} rounds of bare and Glimpse: "
             f"{time.perf_counter() - started:.0f} s"
         )
+        started = time.perf_counter()
+        async with without_sdk.installed():
+            top = plan.levels[-1][0]
+            results.without_sdk = await run_level(side, top, 0, plan.without_sdk_rounds)
+            results.without_sdk_steady = await run_steady(
+                side, concurrency, max(1, plan.without_sdk_rounds // 2), plan.shape.seconds
+            )
+        _say(f"[P1] what-if without the SDK's request path: {time.perf_counter() - started:.0f} s")
         results.sdk_request_us = await sdk_request_microseconds(
             request_body(), plan.request_cost_reps
         )

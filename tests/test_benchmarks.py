@@ -15,7 +15,7 @@ import openai
 import pytest
 from aiohttp.client_reqrep import ClientRequest
 
-from benchmarks import overhead, probe
+from benchmarks import overhead, probe, without_sdk
 from benchmarks.common import QUICK_PLAN, ModelShape, percentile
 from benchmarks.context_use import measure_context_use
 from benchmarks.corpus import PROFILES, make_corpus
@@ -299,3 +299,39 @@ def test_the_steady_load_has_its_own_row_and_a_note_when_missed(
     ]
     assert ("steady, missed" in text) is missed
     assert "2.5 ms of CPU per answer against the bare client's 2.0 ms" in text or not missed
+
+
+async def test_the_what_if_without_the_sdk_answers_through_glimpse_and_is_undone(
+    fake_openrouter: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_stream = openrouter.OpenRouterClient._open_stream
+    posts = 0
+    sdk_post = openai.AsyncOpenAI.post
+
+    async def counted_post(*args: Any, **kwargs: Any) -> Any:
+        nonlocal posts
+        posts += 1
+        return await sdk_post(*args, **kwargs)
+
+    monkeypatch.setattr(overhead, "settle_heap", lambda: None)
+    side = await started_sides(fake_openrouter.base_url)
+    try:
+        monkeypatch.setattr(openai.AsyncOpenAI, "post", counted_post)
+        async with without_sdk.installed():
+            level = await run_level(side, 3, 0, 1)
+        assert posts == 0  # every chat request went around the SDK
+        assert len(level.samples["glimpse"]) == 3 and len(level.departures["glimpse"]) == 3
+        assert openrouter.OpenRouterClient._open_stream is open_stream
+        await side.glimpse_answer()  # and through the SDK again once it is undone
+        assert posts == 1
+    finally:
+        await side.close()
+    results = Results(QUICK_PLAN, {}, levels=[level], without_sdk=level)
+    results.without_sdk_steady = SteadyResult(3)
+    results.without_sdk_steady.seconds = {"bare": [0.2], "glimpse": [0.21]}
+    text = render(results)
+    assert "What the openai SDK's request path costs" in text
+    assert (
+        f"3 all at once **{ratio(level, 'glimpse'):.3f}×**" in text
+        and "steady 3 **1.050×**" in text
+    )
