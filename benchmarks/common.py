@@ -142,7 +142,7 @@ FULL_PLAN = Plan(
     shape=ModelShape(tokens=200, seconds=2.0, first_token_seconds=0.4),
     levels=((1, 10), (100, 2), (1000, 2)),
     ratio_rounds=4,
-    steady=(1000, 2),
+    steady=(1000, 4),
     without_sdk_rounds=2,
     slack=(100, 2),
     profile_answers=300,
