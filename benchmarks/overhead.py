@@ -265,10 +265,13 @@ async def _round(side: Side, approach: str, concurrency: int) -> _RoundResult:
     return _RoundResult(samples, cpu_seconds, fake_seconds, watch.pauses_ms, left.seconds)
 
 
-async def run_level(side: Side, concurrency: int, rounds: int, ratio_rounds: int = 0) -> Level:
+async def run_level(
+    side: Side, concurrency: int, rounds: int, ratio_rounds: int = 0, level: Level | None = None
+) -> Level:
     """`rounds` rounds of every approach at `concurrency`, the order rotated each round, and
-    `ratio_rounds` more of just the bare client and Glimpse, one after the other, interleaved."""
-    level = Level(concurrency)
+    `ratio_rounds` more of just the bare client and Glimpse, one after the other, interleaved;
+    added to `level` if given."""
+    level = level or Level(concurrency)
     for index in range(max(rounds, ratio_rounds)):
         order: tuple[str, ...] = ()
         if index < rounds:

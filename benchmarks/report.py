@@ -16,6 +16,7 @@ from benchmarks.overhead import PROBED, RATIO_PAIR, Level, Sample
 from benchmarks.profile import ProfileResult
 from benchmarks.slack_path import SlackResult
 from benchmarks.steady import SteadyResult
+from benchmarks.without_sdk import WhatIf
 
 __all__ = ["Results", "key_ratios", "render", "write_plots"]
 
@@ -48,8 +49,7 @@ class Results:
     sdk_request_us: float | None = None  # CPU of one chat request through the SDK alone
     steady: SteadyResult | None = None
     # the what-if: Glimpse's chat request as one raw aiohttp POST (benchmarks/without_sdk.py)
-    without_sdk: Level | None = None
-    without_sdk_steady: SteadyResult | None = None
+    what_if: WhatIf | None = None
     image_core: int | None = None
     images: list[ImageResult] = field(default_factory=list)
     context: list[StrategyResult] = field(default_factory=list)
@@ -382,28 +382,35 @@ def _steady_lines(results: Results) -> str:
 
 
 def _without_sdk_lines(results: Results) -> str:
-    level, steady = results.without_sdk, results.without_sdk_steady
-    if level is None or steady is None:
+    what_if = results.what_if
+    if what_if is None:
         return ""
+    without, steady = what_if.without_sdk, what_if.without_sdk_steady
     return (
-        f"**What the openai SDK's request path costs.** The same loads again with Glimpse's chat "
-        f"request sent as one raw aiohttp POST instead of through the SDK (`without_sdk.py`: a "
-        f"what-if patched in for the benchmark, with no retries or error mapping, not how Glimpse "
-        f"runs); everything else, from `handle` to the sink, as in production: "
-        f"{level.concurrency:,} all at once **{_fmt(ratio(level, 'glimpse'), 3)}×** the model's "
-        f"time (median request left {_fmt(departure_p50(level, 'glimpse') or math.nan, 3)} s "
-        f"after the start), steady {steady.concurrency:,} **{_fmt(steady_ratio(steady), 3)}×**.\n\n"
+        f"**What the openai SDK's request path costs.** Once the rounds above are done, the same "
+        f"loads again, their rounds alternating between Glimpse as it runs and Glimpse with its "
+        f"chat request sent as one raw aiohttp POST instead of through the SDK (`without_sdk.py`: "
+        f"a what-if patched in for the benchmark, with no retries or error mapping); everything "
+        f"else, from `handle` to the sink, as in production. {without.concurrency:,} all at once: "
+        f"**{_fmt(ratio(without, 'glimpse'), 3)}×** the model's time without the SDK (median "
+        f"request left {_fmt(departure_p50(without, 'glimpse') or math.nan, 3)} s after the "
+        f"start), {_fmt(ratio(what_if.with_sdk, 'glimpse'), 3)}× with it; steady "
+        f"{steady.concurrency:,}: **{_fmt(steady_ratio(steady), 3)}×** without, "
+        f"{_fmt(steady_ratio(what_if.with_sdk_steady), 3)}× with it.\n\n"
     )
 
 
 def _without_sdk_words(results: Results) -> str:
-    level, steady = results.without_sdk, results.without_sdk_steady
-    if level is None or steady is None:
+    what_if = results.what_if
+    if what_if is None:
         return ""
     return (
         f" With the chat request sent by raw aiohttp instead of the SDK (the what-if below the P1 "
-        f"table) the same loads give {_fmt(ratio(level, 'glimpse'), 3)} all at once and "
-        f"{_fmt(steady_ratio(steady), 3)} steady."
+        f"table, its rounds alternating with Glimpse's own) the same loads give "
+        f"{_fmt(ratio(what_if.without_sdk, 'glimpse'), 3)} all at once and "
+        f"{_fmt(steady_ratio(what_if.without_sdk_steady), 3)} steady, against "
+        f"{_fmt(ratio(what_if.with_sdk, 'glimpse'), 3)} and "
+        f"{_fmt(steady_ratio(what_if.with_sdk_steady), 3)} with it."
     )
 
 

@@ -54,14 +54,9 @@ async def _p1(plan: Plan, servers: Servers, results: Results) -> None:
             f"{time.perf_counter() - started:.0f} s"
         )
         started = time.perf_counter()
-        async with without_sdk.installed():
-            top = plan.levels[-1][0]
-            # first its own connections, as the levels' earlier rounds opened Glimpse's
-            await asyncio.gather(*(side.glimpse_answer() for _ in range(top)))
-            results.without_sdk = await run_level(side, top, 0, plan.without_sdk_rounds)
-            results.without_sdk_steady = await run_steady(
-                side, concurrency, max(1, plan.without_sdk_rounds // 2), plan.shape.seconds
-            )
+        results.what_if = await without_sdk.compare(
+            side, plan.levels[-1][0], plan.without_sdk_rounds, concurrency, plan.shape.seconds
+        )
         _say(f"[P1] what-if without the SDK's request path: {time.perf_counter() - started:.0f} s")
         results.sdk_request_us = await sdk_request_microseconds(
             request_body(), plan.request_cost_reps

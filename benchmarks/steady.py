@@ -31,10 +31,15 @@ class SteadyResult:
 
 
 async def run_steady(
-    side: Side, concurrency: int, rounds: int, model_seconds: float
+    side: Side,
+    concurrency: int,
+    rounds: int,
+    model_seconds: float,
+    result: SteadyResult | None = None,
 ) -> SteadyResult:
-    """`rounds` rounds each of the bare client and Glimpse, alternating which goes first."""
-    result = SteadyResult(concurrency)
+    """`rounds` rounds each of the bare client and Glimpse, alternating which goes first; added
+    to `result` if given."""
+    result = result or SteadyResult(concurrency)
     for index in range(rounds):
         for approach in RATIO_PAIR if index % 2 == 0 else RATIO_PAIR[::-1]:
             gc.collect()

@@ -301,7 +301,7 @@ def test_the_steady_load_has_its_own_row_and_a_note_when_missed(
     assert "2.5 ms of CPU per answer against the bare client's 2.0 ms" in text or not missed
 
 
-async def test_the_what_if_without_the_sdk_answers_through_glimpse_and_is_undone(
+async def test_the_what_if_without_the_sdk_alternates_with_glimpse_and_is_undone(
     fake_openrouter: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     open_stream = openrouter.OpenRouterClient._open_stream
@@ -313,25 +313,25 @@ async def test_the_what_if_without_the_sdk_answers_through_glimpse_and_is_undone
         posts += 1
         return await sdk_post(*args, **kwargs)
 
+    shape = QUICK_PLAN.shape
+    fake_openrouter.reply, fake_openrouter.chunks = shape.reply(), shape.tokens
+    fake_openrouter.chunk_delay_seconds = shape.chunk_delay_seconds
     monkeypatch.setattr(overhead, "settle_heap", lambda: None)
     side = await started_sides(fake_openrouter.base_url)
     try:
         monkeypatch.setattr(openai.AsyncOpenAI, "post", counted_post)
-        async with without_sdk.installed():
-            level = await run_level(side, 3, 0, 1)
-        assert posts == 0  # every chat request went around the SDK
-        assert len(level.samples["glimpse"]) == 3 and len(level.departures["glimpse"]) == 3
+        what_if = await without_sdk.compare(side, 3, 2, 3, shape.seconds)
         assert openrouter.OpenRouterClient._open_stream is open_stream
-        await side.glimpse_answer()  # and through the SDK again once it is undone
-        assert posts == 1
     finally:
         await side.close()
-    results = Results(QUICK_PLAN, {}, levels=[level], without_sdk=level)
-    results.without_sdk_steady = SteadyResult(3)
-    results.without_sdk_steady.seconds = {"bare": [0.2], "glimpse": [0.21]}
+    levels = (what_if.with_sdk, what_if.without_sdk)
+    assert [len(level.samples["glimpse"]) for level in levels] == [6, 6]
+    assert [len(level.samples["bare"]) for level in levels] == [6, 6]
+    # only Glimpse's own rounds went through the SDK
+    assert posts == 6 + what_if.with_sdk_steady.answers["glimpse"]
+    assert what_if.without_sdk_steady.answers["glimpse"] > 0
+    results = Results(QUICK_PLAN, {}, levels=[what_if.with_sdk], what_if=what_if)
     text = render(results)
     assert "What the openai SDK's request path costs" in text
-    assert (
-        f"3 all at once **{ratio(level, 'glimpse'):.3f}×**" in text
-        and "steady 3 **1.050×**" in text
-    )
+    without = ratio(what_if.without_sdk, "glimpse")
+    assert f"3 all at once: **{without:.3f}×** the model's time without the SDK" in text
