@@ -381,36 +381,43 @@ def _steady_lines(results: Results) -> str:
     )
 
 
+def _what_if_ratios(what_if: WhatIf) -> tuple[str, str, str, str]:
+    """All at once without and with the SDK, then steady without and with it, formatted."""
+    return (
+        _fmt(ratio(what_if.without_sdk, "glimpse"), 3),
+        _fmt(ratio(what_if.with_sdk, "glimpse"), 3),
+        _fmt(steady_ratio(what_if.without_sdk_steady), 3),
+        _fmt(steady_ratio(what_if.with_sdk_steady), 3),
+    )
+
+
 def _without_sdk_lines(results: Results) -> str:
     what_if = results.what_if
     if what_if is None:
         return ""
-    without, steady = what_if.without_sdk, what_if.without_sdk_steady
+    without, with_sdk, steady_without, steady_with = _what_if_ratios(what_if)
+    left = departure_p50(what_if.without_sdk, "glimpse")
     return (
         f"**What the openai SDK's request path costs.** Once the rounds above are done, the same "
         f"loads again, their rounds alternating between Glimpse as it runs and Glimpse with its "
         f"chat request sent as one raw aiohttp POST instead of through the SDK (`without_sdk.py`: "
         f"a what-if patched in for the benchmark, with no retries or error mapping); everything "
-        f"else, from `handle` to the sink, as in production. {without.concurrency:,} all at once: "
-        f"**{_fmt(ratio(without, 'glimpse'), 3)}×** the model's time without the SDK (median "
-        f"request left {_fmt(departure_p50(without, 'glimpse') or math.nan, 3)} s after the "
-        f"start), {_fmt(ratio(what_if.with_sdk, 'glimpse'), 3)}× with it; steady "
-        f"{steady.concurrency:,}: **{_fmt(steady_ratio(steady), 3)}×** without, "
-        f"{_fmt(steady_ratio(what_if.with_sdk_steady), 3)}× with it.\n\n"
+        f"else, from `handle` to the sink, as in production. "
+        f"{what_if.without_sdk.concurrency:,} all at once: **{without}×** the model's time "
+        f"without the SDK (median request left {_fmt(left or math.nan, 3)} s after the start), "
+        f"{with_sdk}× with it; steady {what_if.without_sdk_steady.concurrency:,}: "
+        f"**{steady_without}×** without, {steady_with}× with it.\n\n"
     )
 
 
 def _without_sdk_words(results: Results) -> str:
-    what_if = results.what_if
-    if what_if is None:
+    if results.what_if is None:
         return ""
+    without, with_sdk, steady_without, steady_with = _what_if_ratios(results.what_if)
     return (
         f" With the chat request sent by raw aiohttp instead of the SDK (the what-if below the P1 "
-        f"table, its rounds alternating with Glimpse's own) the same loads give "
-        f"{_fmt(ratio(what_if.without_sdk, 'glimpse'), 3)} all at once and "
-        f"{_fmt(steady_ratio(what_if.without_sdk_steady), 3)} steady, against "
-        f"{_fmt(ratio(what_if.with_sdk, 'glimpse'), 3)} and "
-        f"{_fmt(steady_ratio(what_if.with_sdk_steady), 3)} with it."
+        f"table, its rounds alternating with Glimpse's own) the same loads give {without} all at "
+        f"once and {steady_without} steady, against {with_sdk} and {steady_with} with it."
     )
 
 
