@@ -391,11 +391,21 @@ def _what_if_ratios(what_if: WhatIf) -> tuple[str, str, str, str]:
     )
 
 
+def _what_if_split(what_if: WhatIf) -> tuple[str, str, str]:
+    """Glimpse's time over the model's, all at once, in three parts from the same rotation:
+    reading the stream (the reading client's), Glimpse's own steps, the SDK's request path."""
+    reader = ratio(what_if.reader, "glimpse")
+    without = ratio(what_if.without_sdk, "glimpse")
+    with_sdk = ratio(what_if.with_sdk, "glimpse")
+    return _fmt(reader - 1, 3), _fmt(without - reader, 3), _fmt(with_sdk - without, 3)
+
+
 def _without_sdk_lines(results: Results) -> str:
     what_if = results.what_if
     if what_if is None:
         return ""
     without, with_sdk, steady_without, steady_with = _what_if_ratios(what_if)
+    reading, own, sdk = _what_if_split(what_if)
     left = departure_p50(what_if.without_sdk, "glimpse")
     return (
         f"**What the openai SDK's request path costs.** Once the rounds above are done, the same "
@@ -406,7 +416,12 @@ def _without_sdk_lines(results: Results) -> str:
         f"{what_if.without_sdk.concurrency:,} all at once: **{without}×** the model's time "
         f"without the SDK (median request left {_fmt(left or math.nan, 3)} s after the start), "
         f"{with_sdk}× with it; steady {what_if.without_sdk_steady.concurrency:,}: "
-        f"**{steady_without}×** without, {steady_with}× with it.\n\n"
+        f"**{steady_without}×** without, {steady_with}× with it. "
+        f"In the same rotation, a client that only reads the stream and decodes every chunk "
+        f"with Glimpse's own decoders, then does nothing else (`read_answer`, the least any bot "
+        f"must do): **{_fmt(ratio(what_if.reader, 'glimpse'), 3)}×**. So of Glimpse's time "
+        f"above the model's, all at once, reading the stream is {reading}, Glimpse's own steps "
+        f"{own} and the SDK's request path {sdk}.\n\n"
     )
 
 
@@ -414,10 +429,13 @@ def _without_sdk_words(results: Results) -> str:
     if results.what_if is None:
         return ""
     without, with_sdk, steady_without, steady_with = _what_if_ratios(results.what_if)
+    reading, own, sdk = _what_if_split(results.what_if)
     return (
         f" With the chat request sent by raw aiohttp instead of the SDK (the what-if below the P1 "
         f"table, its rounds alternating with Glimpse's own) the same loads give {without} all at "
-        f"once and {steady_without} steady, against {with_sdk} and {steady_with} with it."
+        f"once and {steady_without} steady, against {with_sdk} and {steady_with} with it. "
+        f"Of the time above the model's all at once, reading the stream (what any bot must do) "
+        f"is {reading}, Glimpse's own steps {own}, the SDK's request path {sdk}."
     )
 
 

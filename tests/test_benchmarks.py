@@ -322,12 +322,13 @@ async def test_the_what_if_without_the_sdk_alternates_with_glimpse_and_is_undone
         monkeypatch.setattr(openai.AsyncOpenAI, "post", counted_post)
         what_if = await without_sdk.compare(side, 3, 2, 3, shape.seconds)
         assert openrouter.OpenRouterClient._open_stream is open_stream
+        assert "glimpse_answer" not in vars(side)  # the reading client is swapped out again
     finally:
         await side.close()
-    levels = (what_if.with_sdk, what_if.without_sdk)
-    assert [len(level.samples["glimpse"]) for level in levels] == [6, 6]
-    assert [len(level.samples["bare"]) for level in levels] == [6, 6]
-    # only Glimpse's own rounds went through the SDK
+    levels = (what_if.with_sdk, what_if.without_sdk, what_if.reader)
+    assert [len(level.samples["glimpse"]) for level in levels] == [6, 6, 6]
+    assert [len(level.samples["bare"]) for level in levels] == [6, 6, 6]
+    # only Glimpse's own rounds went through the SDK (not the what-if's, not the reading client's)
     assert posts == 6 + what_if.with_sdk_steady.answers["glimpse"]
     assert what_if.without_sdk_steady.answers["glimpse"] > 0
     results = Results(QUICK_PLAN, {}, levels=[what_if.with_sdk], what_if=what_if)
@@ -335,3 +336,10 @@ async def test_the_what_if_without_the_sdk_alternates_with_glimpse_and_is_undone
     assert "What the openai SDK's request path costs" in text
     without = ratio(what_if.without_sdk, "glimpse")
     assert f"3 all at once: **{without:.3f}×** the model's time without the SDK" in text
+    reader = ratio(what_if.reader, "glimpse")
+    assert f"(`read_answer`, the least any bot must do): **{reader:.3f}×**" in text
+    with_sdk = ratio(what_if.with_sdk, "glimpse")
+    assert (
+        f"reading the stream is {reader - 1:.3f}, Glimpse's own steps {without - reader:.3f} "
+        f"and the SDK's request path {with_sdk - without:.3f}." in text
+    )
