@@ -37,22 +37,46 @@ class EventDecoder:
         self._after_cr = buffer.endswith(b"\r")
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        events = buffer.split(b"\n\n")
-        self._rest = events.pop()
-        found: list[bytes] = []
-        for event in events:
-            if event.startswith(_DATA_SPACE) and b"\n" not in event:
-                data: bytes | None = event[len(_DATA_SPACE) :]  # the usual event: one line
-            else:
-                data = _data_of(event)
-            if not data:  # no data field, or an empty one: nothing to dispatch
-                continue
+        end = buffer.rfind(b"\n\n")  # where the last complete event ends
+        if end < 0:
+            self._rest = buffer
+            return []
+        # The usual read, a few calls rather than a few per event: when every complete event is
+        # one `data: ` line, splitting on `\n\ndata: ` gives their data. That holds when the
+        # complete part has no newline but those separators' (a chunk's JSON has none).
+        plain = buffer.startswith(_DATA_SPACE)
+        if plain:
+            found = buffer[len(_DATA_SPACE) : end].split(b"\n\ndata: ")
+            plain = buffer.count(b"\n", 0, end) == 2 * len(found) - 2 and b"" not in found
+        if plain:
+            self._rest = buffer[end + 2 :]
+        else:  # comments, other fields, several lines, blank lines, "data:" without a space
+            found, self._rest = _events(buffer)
+        return self._until_done(found) if DONE in buffer else found
+
+    def _until_done(self, found: list[bytes]) -> list[bytes]:
+        """The data before `[DONE]`, which ends the stream, if one of `found` is it."""
+        for index, data in enumerate(found):
             if data.startswith(DONE):
                 self.done = True
                 self._rest = b""
-                break
-            found.append(data)
+                return found[:index]
         return found
+
+
+def _events(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Any read, an event at a time: the data of every complete event, and the rest."""
+    events = buffer.split(b"\n\n")
+    rest = events.pop()
+    found: list[bytes] = []
+    for event in events:
+        if event.startswith(_DATA_SPACE) and b"\n" not in event:
+            data: bytes | None = event[len(_DATA_SPACE) :]  # the usual event: one line
+        else:
+            data = _data_of(event)
+        if data:  # no data field, or an empty one: nothing to dispatch
+            found.append(data)
+    return found, rest
 
 
 def _data_of(event: bytes) -> bytes | None:

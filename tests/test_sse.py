@@ -102,3 +102,59 @@ def test_an_event_cut_off_by_the_end_of_the_body_is_not_dispatched() -> None:
 def test_data_is_passed_on_as_sent_even_when_it_is_not_json() -> None:
     body = b'data: {"n": 1}\n\ndata: {"n": \n\ndata:  two spaces\n\ndata: \xff\n\n'
     assert EventDecoder().feed(body) == [b'{"n": 1}', b'{"n": ', b" two spaces", b"\xff"]
+
+
+def reference_events(body: bytes) -> tuple[list[bytes], bool]:
+    """The same rules, read a line at a time over the whole body: the data of each event and
+    whether `[DONE]` ended the stream (a slow, plain reading to hold the decoder's fast path to)."""
+    lines = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    found: list[bytes] = []
+    values: list[bytes] = []
+    for line in lines[:-1]:  # the last one has no line ending yet
+        if line:
+            name, _, value = line.partition(b":")
+            if name == b"data":
+                values.append(value[1:] if value.startswith(b" ") else value)
+            continue
+        data, values = b"\n".join(values), []
+        if not data:
+            continue
+        if data.startswith(b"[DONE]"):
+            return found, True
+        found.append(data)
+    return found, False
+
+
+_TEXTS = st.lists(st.sampled_from(["a", "é", "🌍", " ", "\n", '"', "data: [DONE]", ":"])).map(
+    "".join
+)
+_EVENTS = st.one_of(
+    _TEXTS.map(lambda text: "data: " + json.dumps({"content": text}, ensure_ascii=False)),
+    _TEXTS.map(lambda text: "data:" + json.dumps({"content": text})),  # no space
+    st.just(": OPENROUTER PROCESSING"),
+    st.just('data: {"a":\ndata: 1}'),
+    st.sampled_from(["data:", "data", "data: ", "id: 7", "event: message", ""]),
+    st.just("data: [DONE]"),
+)
+
+
+@given(
+    events=st.lists(_EVENTS, max_size=12),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=12),
+    tail=st.sampled_from(["", "data: {", ": keep", "\n"]),
+)
+def test_any_stream_split_anywhere_decodes_as_read_a_line_at_a_time(
+    events: list[str], newline: str, cuts: list[int], tail: str
+) -> None:
+    body = ("".join(event + newline * 2 for event in events) + tail).encode()
+    decoder = EventDecoder()
+    found = [data for block in split_at(body, cuts) for data in decoder.feed(block)]
+    assert (found, decoder.done) == reference_events(body)
+
+
+def test_a_json_string_that_says_data_done_does_not_end_the_stream() -> None:
+    body = b'data: {"t": "x\\n\\ndata: [DONE]"}\n\ndata: {"t": "data: [DONE]"}\n\n'
+    decoder = EventDecoder()
+    assert decoder.feed(body) == [b'{"t": "x\\n\\ndata: [DONE]"}', b'{"t": "data: [DONE]"}']
+    assert not decoder.done
