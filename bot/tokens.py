@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from llama_models.llama3.tokenizer import Tokenizer
+from llama_models.llama3.tokenizer import (
+    MAX_NO_WHITESPACES_CHARS,
+    TIKTOKEN_MAX_ENCODE_CHARS,
+    Tokenizer,
+)
 
 __all__ = ["TokenCounter"]
 
 # <|start_header_id|> role <|end_header_id|> "\n\n" ... <|eot_id|>: see llama_models.llama3.chat_format.ChatFormat.
 _ROLES = ("system", "user", "assistant")
+# Meta's `Tokenizer.encode` walks the text a character at a time in Python, cutting it wherever a
+# run of whitespace or of other characters passes 25,000 (tiktoken is slow on such runs). A text
+# no longer than that has no such run, so it is one piece: tiktoken gets it whole, the same
+# tokens for a third of the time (31 against 87 µs for a 1,000-character answer).
+_ONE_PIECE_CHARS = min(MAX_NO_WHITESPACES_CHARS, TIKTOKEN_MAX_ENCODE_CHARS)
 
 
 class TokenCounter:
@@ -26,6 +35,8 @@ class TokenCounter:
 
     def _encode(self, text: str) -> list[int]:
         # disallowed_special=() makes text that looks like a special token count as plain text.
+        if len(text) <= _ONE_PIECE_CHARS:  # what `Tokenizer.encode` does with its one piece
+            return self._tokenizer.model.encode(text, allowed_special=set(), disallowed_special=())
         return self._tokenizer.encode(text, bos=False, eos=False)
 
     def _count_uncached(self, text: str) -> int:
@@ -53,7 +64,10 @@ class TokenCounter:
         if len(tokens) <= max_tokens:
             return text
         cut = self._tokenizer.decode(tokens[: max(max_tokens, 0)])
-        # Decoding a prefix can split a multi-byte character; re-check and shave until it fits.
+        # Decoding a prefix can split a multi-byte character, which comes back as U+FFFD: keep
+        # only what really begins the text, then re-check and shave until it fits.
+        while cut and not text.startswith(cut):
+            cut = cut[:-1]
         while cut and len(self._encode(cut)) > max_tokens:
             cut = cut[:-1]
         return cut
