@@ -195,7 +195,7 @@ def _message() -> IncomingMessage:
         key=ConversationKey("bench", "w1", "c1", f"t{number}"),
         message_id=f"m{number}",
         author_id=f"u{number % 500}",
-        text=QUESTION,
+        text=f"{QUESTION} ({number})",  # no two alike, as people's are: counted, not cached
     )
 
 

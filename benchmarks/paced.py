@@ -6,6 +6,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,10 +125,12 @@ class PacedOpenRouter(FakeOpenRouter):
     """FakeOpenRouter whose plain streams (nothing scripted, not gzip) go through one Pacer.
 
     The bytes on the wire are the ones FakeOpenRouter writes, built once per reply and model
-    with a placeholder id that each stream swaps for its own.
+    with a placeholder id that each stream swaps for its own; one piece in the middle carries
+    the stream's own number, so no two answers are the same text.
     """
 
     pacer: Pacer = field(default_factory=Pacer)
+    _replies: Iterator[int] = field(default_factory=itertools.count)  # numbers each reply
     _templates: dict[tuple[str, str, int, int], list[bytes]] = field(default_factory=dict)
 
     async def _before_close(self) -> None:
@@ -156,6 +159,10 @@ class PacedOpenRouter(FakeOpenRouter):
         created = int(time.time())
         pieces = split_reply(text, self.chunks)
         frames = self._content_frames(created, model, text, pieces, generation_id)
+        if pieces:  # real answers differ: a bot cannot count one answer's tokens for them all
+            middle = len(pieces) // 2
+            own = f"{pieces[middle]} r{next(self._replies)}"
+            frames[middle] = _framed(content_event(generation_id, created, model, own))
         closing = self.closing_events(generation_id, created, model, body, len(pieces))
         end = b"".join(_framed(event) for event in closing)  # right after the last piece
         if frames:

@@ -1,4 +1,4 @@
-"""The benchmarks' paced fake OpenRouter: the same bytes as the fake's, at the same times, one writer."""
+"""The benchmarks' paced fake OpenRouter: the fake's bytes (each reply numbered), at the same times, one writer."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ BODY = {
 HEADERS = {"Authorization": f"Bearer {FAKE_API_KEY}"}
 IDS = re.compile(rb"gen-[0-9a-f]{20}")
 CREATED = re.compile(rb'"created":\d+')
+NUMBER = re.compile(r" r\d+")  # the paced fake's reply number, in one piece in the middle
 
 
 def _fake(kind: type[FakeOpenRouter], **settings: Any) -> FakeOpenRouter:
@@ -37,7 +38,7 @@ async def _raw_body(fake: FakeOpenRouter) -> tuple[dict[str, str], bytes]:
 
 
 def _normalised(body: bytes) -> bytes:
-    return CREATED.sub(b'"created":0', IDS.sub(b"gen-ID", body))
+    return NUMBER.sub("", CREATED.sub(b'"created":0', IDS.sub(b"gen-ID", body)).decode()).encode()
 
 
 async def test_a_paced_stream_carries_the_same_events_as_the_fakes() -> None:
@@ -63,7 +64,7 @@ async def test_the_openai_sdk_reads_a_paced_stream_to_its_usage() -> None:
             )
             chunks = [chunk async for chunk in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == REPLY
+    assert NUMBER.sub("", text) == REPLY and NUMBER.search(text)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
 
 
@@ -139,3 +140,10 @@ async def test_a_pacer_that_fell_behind_sends_what_is_due_in_one_write() -> None
     assert stream.write_due(1.0, horizon=3.2) == 4.0  # late: b, c and d were all due
     assert recorder.writes == [b"a", b"bcd"]
     assert stream.sent == 4
+
+
+async def test_no_two_replies_are_the_same_text() -> None:
+    async with _fake(PacedOpenRouter) as fake:
+        bodies = [(await _raw_body(fake))[1] for _ in range(3)]
+    texts = [NUMBER.findall(body.decode()) for body in bodies]
+    assert len({tuple(found) for found in texts}) == 3 and all(len(f) == 1 for f in texts)
