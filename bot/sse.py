@@ -70,10 +70,7 @@ def _events(buffer: bytes) -> tuple[list[bytes], bytes]:
     rest = events.pop()
     found: list[bytes] = []
     for event in events:
-        if event.startswith(_DATA_SPACE) and b"\n" not in event:
-            data: bytes | None = event[len(_DATA_SPACE) :]  # the usual event: one line
-        else:
-            data = _data_of(event)
+        data = _data_of(event)
         if data:  # no data field, or an empty one: nothing to dispatch
             found.append(data)
     return found, rest
