@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["ConversationKey", "ImageRef", "IncomingMessage", "ReplySink"]
+__all__ = ["ConversationKey", "ImageRef", "IncomingMessage", "QuotedMessage", "ReplySink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,21 @@ class ImageRef:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotedMessage:
+    """Another message the new one brings along: the one it replies to, or one it forwards.
+
+    `author_name` is the quoted message's author as people see it ("" where the platform does
+    not say, as for a Discord forward); its text and images become part of the new user turn.
+    """
+
+    kind: Literal["reply", "forward"]
+    text: str
+    author_name: str = ""
+    images: tuple[ImageRef, ...] = ()
+    other_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingMessage:
     """One user message, platform-free: text with the bot mention stripped, plus images."""
 
@@ -68,6 +83,11 @@ class IncomingMessage:
     author_roles: tuple[str, ...] = ()
     parent_channel: str | None = None
     is_direct: bool = False
+    # The conversation may have several people (a channel or thread, a group DM): each user turn
+    # then reaches the model prefixed with its author's name. False for a DM and the terminal.
+    shared: bool = False
+    # Messages this one replies to or forwards, brought into the new turn (text and images).
+    quoted: tuple[QuotedMessage, ...] = ()
 
 
 @runtime_checkable

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from bot.messages import ConversationKey
-from bot.turns import Turn
+from bot.turns import Summary, Turn
 
 __all__ = ["Store", "StoreError"]
 
@@ -33,13 +33,27 @@ class Store(Protocol):
         """Add turns atomically: all of them are stored, or none."""
 
     async def reset(self, key: ConversationKey) -> None:
-        """Forget the conversation."""
+        """Forget the conversation: its turns and its summary."""
+
+    async def load_summary(self, key: ConversationKey) -> Summary | None:
+        """The conversation's summary of its oldest turns, or None."""
+
+    async def save_summary(
+        self, key: ConversationKey, summary: Summary, *, replacing: float | None
+    ) -> bool:
+        """Store `summary` only if the stored one still covers through `replacing` (None: none stored).
+
+        A compare-and-set on `through`: two processes folding the same turns cannot both win,
+        and a fold based on an old summary never overwrites a newer one. True if stored.
+        """
 
     async def claim(self, event_id: str, ttl_seconds: float) -> bool:
         """True the first time an event id is seen (within the ttl), False for a duplicate."""
 
     async def prune(self, older_than: float) -> int:
-        """Delete turns created before `older_than` (unix seconds); return how many."""
+        """Delete turns created before `older_than` (unix seconds), and summaries last updated
+        before it; return how many turns."""
 
     async def forget_user(self, author_id: str) -> int:
-        """Delete every turn `author_id` wrote, in all conversations; return how many."""
+        """Delete every turn `author_id` wrote, in all conversations, and the summaries of those
+        conversations (they may repeat the user's words); return how many turns."""
