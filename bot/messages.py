@@ -56,12 +56,17 @@ class ImageRef:
 class QuotedMessage:
     """Another message the new one brings along: the one it replies to, or one it forwards.
 
-    `author_name` is the quoted message's author as people see it ("" where the platform does
-    not say, as for a Discord forward); its text and images become part of the new user turn.
+    A reply's message becomes a turn of its own just before the new one, attributed to its
+    author (`author_id` lets `forget --user` find it; "" if unknown). A forward is part of the
+    forwarder's own turn, like an attachment (Discord does not say who wrote the original).
+    `message_id` is the quoted message's id in the same form as `IncomingMessage.message_id`,
+    so a message the conversation already holds is not brought in twice.
     """
 
     kind: Literal["reply", "forward"]
     text: str
+    message_id: str = ""
+    author_id: str = ""
     author_name: str = ""
     images: tuple[ImageRef, ...] = ()
     other_files: tuple[str, ...] = ()
