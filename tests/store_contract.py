@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
 from bot.messages import ConversationKey
 from bot.store import Store, StoreError
-from bot.turns import PreparedImage, Turn, Usage
+from bot.turns import PreparedImage, Summary, Turn, Usage
 
 KEY = ConversationKey("discord", "guild-1", "channel-1", "thread-1")
 OTHER = ConversationKey("slack", "T1", "C1", "1718000000.000100")
@@ -49,6 +50,10 @@ def numbered(count: int, *, start: int = 0) -> list[Turn]:
 
 def texts(turns: list[Turn]) -> list[str]:
     return [t.text for t in turns]
+
+
+def summary(text: str = "They talked about cats.", *, through: float = 1_718_000_010.0) -> Summary:
+    return Summary(text=text, tokens=6, through=through, updated_at=1_718_000_020.0)
 
 
 class StoreContract:
@@ -99,6 +104,152 @@ class StoreContract:
         assert loaded[0].image is not None and loaded[0].image.data == IMAGE_BYTES
         assert isinstance(loaded[1].usage.cost, float)  # type: ignore[union-attr]
         assert type(loaded[2].tokens) is int and type(loaded[2].created_at) is float
+
+    async def test_speaker_and_image_caption_round_trip(self, store: Store) -> None:
+        captioned = PreparedImage(IMAGE_BYTES, "image/jpeg", 640, 480, "cat.jpg", "A grey cat 🐱.")
+        uncaptioned = PreparedImage(b"\xff\xd8", "image/jpeg", 1, 1, "dot.jpg")
+        first, third = turn("what is it?", author_id="U1"), turn("and this?", author_id="U2")
+        stored = [
+            replace(first, image=captioned, speaker="Zoë 🌸"),
+            turn("A cat.", role="assistant", author_id=""),
+            replace(third, image=uncaptioned, speaker="李 O'Brien\t«ℤ»"),
+            turn("no name", author_id="U3"),
+        ]
+        await store.append(KEY, stored)
+        loaded = await store.load(KEY, 10)
+        assert loaded == stored
+        assert [t.speaker for t in loaded] == ["Zoë 🌸", "", "李 O'Brien\t«ℤ»", ""]
+        assert [t.image.caption if t.image else None for t in loaded] == [
+            "A grey cat 🐱.",
+            None,
+            "",
+            None,
+        ]
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            replace(turn(), speaker=None),  # type: ignore[arg-type]
+            replace(turn(), image=PreparedImage(b"", "image/png", 1, 1, "a", None)),  # type: ignore[arg-type]
+        ],
+        ids=["speaker", "caption"],
+    )
+    async def test_a_turn_with_a_non_str_speaker_or_caption_is_refused(
+        self, store: Store, bad: Turn
+    ) -> None:
+        with pytest.raises(ValueError):
+            await store.append(KEY, [bad])
+        assert await store.load(KEY, 10) == []
+
+    # --- summaries ---
+
+    async def test_a_new_conversation_has_no_summary(self, store: Store) -> None:
+        assert await store.load_summary(KEY) is None
+        await store.append(KEY, numbered(2))
+        assert await store.load_summary(KEY) is None
+
+    async def test_a_saved_summary_loads_back(self, store: Store) -> None:
+        first = Summary(UNICODE_TEXT, 42, 1_718_000_010.123456, 1_718_000_020.654321)
+        assert await store.save_summary(KEY, first, replacing=None) is True
+        loaded = await store.load_summary(KEY)
+        assert loaded == first
+        assert loaded is not None and type(loaded.tokens) is int
+        assert type(loaded.through) is float and type(loaded.updated_at) is float
+        assert await store.load_summary(OTHER) is None
+
+    async def test_a_summary_replaces_only_the_one_it_was_based_on(self, store: Store) -> None:
+        first, second = summary("first", through=10.0), summary("second", through=20.0)
+        assert await store.save_summary(KEY, first, replacing=None) is True
+        assert await store.save_summary(KEY, summary("again"), replacing=None) is False
+        assert await store.save_summary(KEY, summary("stale"), replacing=9.0) is False
+        assert await store.load_summary(KEY) == first
+        assert await store.save_summary(KEY, second, replacing=10.0) is True
+        assert await store.save_summary(KEY, summary("old base"), replacing=10.0) is False
+        assert await store.load_summary(KEY) == second
+
+    async def test_replacing_a_summary_that_is_not_there_stores_nothing(self, store: Store) -> None:
+        assert await store.save_summary(KEY, summary(), replacing=1_718_000_005.0) is False
+        assert await store.load_summary(KEY) is None
+
+    async def test_concurrent_first_summaries_have_one_winner(self, store: Store) -> None:
+        candidates = [summary(f"fold {i}") for i in range(2)]
+        results = await asyncio.gather(
+            *(store.save_summary(KEY, s, replacing=None) for s in candidates)
+        )
+        assert sorted(results) == [False, True]
+        assert await store.load_summary(KEY) == candidates[results.index(True)]
+
+    async def test_concurrent_folds_of_one_summary_have_one_winner(self, store: Store) -> None:
+        await store.save_summary(KEY, summary("base", through=10.0), replacing=None)
+        candidates = [summary(f"fold {i}", through=20.0 + i) for i in range(10)]
+        results = await asyncio.gather(
+            *(store.save_summary(KEY, s, replacing=10.0) for s in candidates)
+        )
+        assert results.count(True) == 1
+        assert await store.load_summary(KEY) == candidates[results.index(True)]
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            Summary("x", -1, 1.0, 1.0),
+            Summary("x", 1, float("nan"), 1.0),
+            Summary("x", 1, 1.0, float("inf")),
+            Summary(None, 1, 1.0, 1.0),  # type: ignore[arg-type]
+        ],
+        ids=["negative-tokens", "nan-through", "inf-updated-at", "no-text"],
+    )
+    async def test_an_invalid_summary_is_refused(self, store: Store, bad: Summary) -> None:
+        with pytest.raises(ValueError):
+            await store.save_summary(KEY, bad, replacing=None)
+        assert await store.load_summary(KEY) is None
+
+    async def test_reset_forgets_the_summary_too(self, store: Store) -> None:
+        await store.append(KEY, numbered(2))
+        await store.save_summary(KEY, summary("mine"), replacing=None)
+        await store.save_summary(OTHER, summary("theirs"), replacing=None)
+        await store.reset(KEY)
+        assert await store.load_summary(KEY) is None
+        assert await store.load_summary(OTHER) == summary("theirs")
+        assert await store.save_summary(KEY, summary("fresh"), replacing=None) is True
+
+    async def test_prune_removes_summaries_updated_before_the_cutoff(self, store: Store) -> None:
+        stale = Summary("stale", 1, 10.0, updated_at=1999.0)
+        edge = Summary("edge", 1, 10.0, updated_at=2000.0)
+        third = ConversationKey("discord", "guild-1", "channel-1", "thread-3")
+        await store.save_summary(KEY, stale, replacing=None)
+        await store.save_summary(OTHER, edge, replacing=None)
+        await store.save_summary(third, summary("fresh"), replacing=None)
+        assert await store.prune(2000) == 0  # it counts turns
+        assert await store.load_summary(KEY) is None
+        assert await store.load_summary(OTHER) == edge
+        assert await store.load_summary(third) == summary("fresh")
+
+    async def test_forget_user_removes_the_summaries_of_their_conversations(
+        self, store: Store
+    ) -> None:
+        third = ConversationKey("discord", "guild-1", "channel-1", "thread-3")
+        await store.append(
+            KEY, [turn("a", author_id="U1"), turn("b", role="assistant", author_id="")]
+        )
+        await store.append(OTHER, [turn("c", author_id="U2")])
+        await store.append(third, [turn("d", author_id="U2"), turn("e", author_id="U1")])
+        for key in (KEY, OTHER, third):
+            await store.save_summary(key, summary(f"about {key.thread}"), replacing=None)
+        assert await store.forget_user("U1") == 2
+        assert await store.load_summary(KEY) is None
+        assert await store.load_summary(third) is None
+        assert await store.load_summary(OTHER) == summary(f"about {OTHER.thread}")
+        assert texts(await store.load(third, 10)) == ["d"]
+
+    async def test_summaries_survive_closing_and_opening_the_store(self, store: Store) -> None:
+        await store.append(KEY, [turn("kept")])
+        await store.save_summary(KEY, summary(), replacing=None)
+        await store.close()
+        await store.open()
+        assert await store.load_summary(KEY) == summary()
+        later = summary("later", through=1_718_000_030.0)
+        assert await store.save_summary(KEY, later, replacing=summary().through) is True
+        assert texts(await store.load(KEY, 10)) == ["kept"]
 
     # --- isolation ---
 
@@ -251,3 +402,7 @@ class StoreContract:
             await store.append(KEY, [turn()])
         with pytest.raises(StoreError):
             await store.claim("ev", 60)
+        with pytest.raises(StoreError):
+            await store.load_summary(KEY)
+        with pytest.raises(StoreError):
+            await store.save_summary(KEY, summary(), replacing=None)

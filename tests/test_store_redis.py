@@ -14,8 +14,8 @@ import redis.asyncio
 from bot.messages import ConversationKey
 from bot.store import StoreError, open_store
 from bot.store import codec as store_codec
-from bot.store.redis import RedisStore, redis_target
-from bot.turns import PreparedImage, Turn
+from bot.store.redis import RedisStore, decode_turn, redis_target
+from bot.turns import PreparedImage, Summary, Turn, Usage
 from tests.redis_support import (
     RedisRelay,
     delete_prefix,
@@ -71,9 +71,16 @@ async def opened() -> AsyncIterator[Callable[..., Awaitable[RedisStore]]]:
         await store.close()
 
 
-def conv_key(prefix: str, key: ConversationKey = KEY) -> str:
+def conv_key(prefix: str, key: ConversationKey = KEY, kind: str = "conv") -> str:
     parts = [key.platform, key.workspace, key.channel, key.thread]
-    return f"{prefix}:conv:" + ":".join(p.replace("%", "%25").replace(":", "%3A") for p in parts)
+    return f"{prefix}:{kind}:" + ":".join(p.replace("%", "%25").replace(":", "%3A") for p in parts)
+
+
+def summary_key(prefix: str, key: ConversationKey = KEY) -> str:
+    return conv_key(prefix, key, "summary")
+
+
+SUMMARY = Summary("They talked about cats.", 6, 1_718_000_010.0, 1_718_000_020.0)
 
 
 async def raw_items(raw: redis.asyncio.Redis, name: str) -> list[bytes]:
@@ -128,6 +135,30 @@ async def test_open_store_defaults_to_thirty_days(prefix: str, raw: redis.asynci
     finally:
         await store.close()
     assert 30 * DAY_MS - 10_000 < await raw.pttl(conv_key(prefix)) <= 30 * DAY_MS
+
+
+async def test_a_summary_expires_with_its_turns(
+    prefix: str, raw: redis.asyncio.Redis, opened: Callable[..., Awaitable[RedisStore]]
+) -> None:
+    store = await opened(require_redis(), prefix=prefix, retention_seconds=3600)
+    assert await store.save_summary(KEY, SUMMARY, replacing=None)
+    assert 3_590_000 < await raw.pttl(summary_key(prefix)) <= 3_600_000
+
+    await raw.pexpire(summary_key(prefix), 5000)
+    await store.append(KEY, [turn("again")])  # a live conversation keeps its summary
+    assert await raw.pttl(summary_key(prefix)) > 3_590_000
+    await raw.pexpire(summary_key(prefix), 5000)
+    assert await store.save_summary(KEY, SUMMARY, replacing=SUMMARY.through)
+    assert await raw.pttl(summary_key(prefix)) > 3_590_000
+
+
+async def test_retention_zero_keeps_summaries_forever(
+    prefix: str, raw: redis.asyncio.Redis, opened: Callable[..., Awaitable[RedisStore]]
+) -> None:
+    store = await opened(require_redis(), prefix=prefix, retention_seconds=0)
+    await store.append(KEY, [turn("hi")])
+    assert await store.save_summary(KEY, SUMMARY, replacing=None)
+    assert await raw.pttl(summary_key(prefix)) == -1
 
 
 async def test_a_claim_is_set_nx_with_its_ttl(
@@ -210,6 +241,96 @@ async def test_a_turn_in_a_newer_format_is_a_store_error(
     await raw.rpush(conv_key(prefix), item.replace(b'{"v":1,', b'{"v":99,', 1))
     with pytest.raises(StoreError, match="format 99"):
         await store.load(KEY, 10)
+
+
+# A turn as the version before speakers and captions stored it: same format version, shorter body.
+OLD_ITEM = (
+    b'{"v":1,"created_at":1000.5,"author_id":"U1"}\n'
+    b'{"role":"user","text":"look","tokens":7,"message_id":"m1","image_mime":"image/jpeg",'
+    b'"image_width":4,"image_height":3,"image_label":"cat.jpg","usage_model":null,'
+    b'"usage_prompt_tokens":null,"usage_completion_tokens":null,"usage_cost":null}\n'
+    b"\xff\xd8\n"
+)
+OLD_TURN = Turn(
+    "user",
+    "look",
+    7,
+    1000.5,
+    "U1",
+    "m1",
+    image=PreparedImage(b"\xff\xd8\n", "image/jpeg", 4, 3, "cat.jpg", caption=""),
+    speaker="",
+)
+
+
+def test_a_turn_stored_before_speakers_and_captions_decodes_with_empty_ones() -> None:
+    assert decode_turn(OLD_ITEM) == OLD_TURN
+    without_image = (
+        b'{"v":1,"created_at":1.0,"author_id":""}\n'
+        + json.dumps(
+            {"role": "assistant", "text": "hi", "tokens": 2, "message_id": ""}
+            | {"image_mime": None, "image_width": None, "image_height": None, "image_label": None}
+            | {"usage_model": "m", "usage_prompt_tokens": 3, "usage_completion_tokens": 4}
+            | {"usage_cost": 0.5}
+        ).encode()
+        + b"\n"
+    )
+    assert decode_turn(without_image) == Turn(
+        "assistant", "hi", 2, 1.0, usage=Usage("m", 3, 4, 0.5)
+    )
+
+
+async def test_old_and_new_turns_load_side_by_side(
+    prefix: str, raw: redis.asyncio.Redis, opened: Callable[..., Awaitable[RedisStore]]
+) -> None:
+    store = await opened(require_redis(), prefix=prefix)
+    await raw.rpush(conv_key(prefix), OLD_ITEM)
+    image = PreparedImage(b"\x00", "image/png", 1, 1, "dot.png", caption="A dot.")
+    new = Turn("user", "and now", 3, 1001.0, "U2", image=image, speaker="Zoë")
+    await store.append(KEY, [new])
+    body = json.loads((await raw_items(raw, conv_key(prefix)))[1].split(b"\n", 2)[1])
+    assert (body["speaker"], body["image_caption"]) == ("Zoë", "A dot.")
+    assert await store.load(KEY, 10) == [OLD_TURN, new]
+
+
+async def test_summaries_are_hashes_next_to_their_conversation_lists(
+    prefix: str, raw: redis.asyncio.Redis, opened: Callable[..., Awaitable[RedisStore]]
+) -> None:
+    store = await opened(require_redis(), prefix=prefix)
+    colons = ConversationKey("slack", "T1:C1", "x%y", "1")
+    assert await store.save_summary(colons, SUMMARY, replacing=None)
+    assert await raw.hgetall(summary_key(prefix, colons)) == {
+        b"v": b"1",
+        b"text": b"They talked about cats.",
+        b"tokens": b"6",
+        b"through": b"1718000010.0",
+        b"updated_at": b"1718000020.0",
+    }
+    assert summary_key(prefix, colons) == f"{prefix}:summary:slack:T1%3AC1:x%25y:1"
+
+
+async def test_a_summary_in_a_newer_format_is_a_store_error(
+    prefix: str, raw: redis.asyncio.Redis, opened: Callable[..., Awaitable[RedisStore]]
+) -> None:
+    store = await opened(require_redis(), prefix=prefix)
+    await store.save_summary(KEY, SUMMARY, replacing=None)
+    await raw.hset(summary_key(prefix), "v", "99")
+    with pytest.raises(StoreError, match="format b'99'"):
+        await store.load_summary(KEY)
+
+
+async def test_forget_user_finds_summaries_through_its_index(
+    prefix: str, raw: redis.asyncio.Redis, opened: Callable[..., Awaitable[RedisStore]]
+) -> None:
+    store = await opened(require_redis(), prefix=prefix)
+    colons = ConversationKey("slack", "T1:C1", "x%y", "1")
+    for key in (KEY, colons, OTHER):
+        await store.append(key, [turn("hi", author_id="U1" if key != OTHER else "U2")])
+        await store.save_summary(key, SUMMARY, replacing=None)
+    await raw.delete(conv_key(prefix))  # its turns expired, the index still names the list
+    assert await store.forget_user("U1") == 1
+    assert await raw.exists(summary_key(prefix), summary_key(prefix, colons)) == 0
+    assert await store.load_summary(OTHER) == SUMMARY
 
 
 async def test_a_codec_failure_on_the_second_turn_stores_nothing(

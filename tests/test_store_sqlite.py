@@ -8,6 +8,8 @@ import os
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,11 @@ import pytest
 from bot.store import SQLiteStore, StoreError, open_store, sqlite_path
 from bot.store import codec as store_codec
 from bot.store.sqlite import SCHEMA_VERSION
+from bot.turns import PreparedImage, Summary, Turn, Usage
 from tests.store_contract import KEY, OTHER, StoreContract, numbered, texts, turn
 
 REPO = Path(__file__).resolve().parents[1]
+KEY_V1 = (KEY.platform, KEY.workspace, KEY.channel, KEY.thread)
 
 
 class TestSQLiteStoreContract(StoreContract):
@@ -68,6 +72,7 @@ async def test_open_creates_parent_directories(tmp_path: Path) -> None:
 async def test_memory_survives_a_restart(db_path: Path, store: SQLiteStore) -> None:
     await store.append(KEY, numbered(3))
     assert await store.claim("ev", 60) is True
+    assert await store.save_summary(KEY, Summary("cats", 1, 1.5, 2.5), replacing=None)
     await store.close()
 
     again = SQLiteStore(db_path)
@@ -75,6 +80,7 @@ async def test_memory_survives_a_restart(db_path: Path, store: SQLiteStore) -> N
     try:
         assert texts(await again.load(KEY, 10)) == ["turn 0", "turn 1", "turn 2"]
         assert await again.claim("ev", 60) is False
+        assert await again.load_summary(KEY) == Summary("cats", 1, 1.5, 2.5)
     finally:
         await again.close()
 
@@ -124,7 +130,7 @@ async def test_another_process_shares_the_file(db_path: Path, store: SQLiteStore
 
 async def test_wal_journal_and_schema_version(raw: sqlite3.Connection) -> None:
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
 
 
 async def test_connection_settings(store: SQLiteStore) -> None:
@@ -132,6 +138,100 @@ async def test_connection_settings(store: SQLiteStore) -> None:
     assert db is not None
     assert list(await db.execute_fetchall("PRAGMA synchronous")) == [(1,)]  # NORMAL
     assert list(await db.execute_fetchall("PRAGMA busy_timeout")) == [(50,)]
+
+
+# The schema as version 1 shipped it, copied (not imported) so a change to it is caught here.
+SCHEMA_V1 = (
+    """CREATE TABLE turns (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+        text TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        author_id TEXT NOT NULL DEFAULT '',
+        message_id TEXT NOT NULL DEFAULT '',
+        image BLOB,
+        image_mime TEXT,
+        image_width INTEGER,
+        image_height INTEGER,
+        image_label TEXT,
+        usage_model TEXT,
+        usage_prompt_tokens INTEGER,
+        usage_completion_tokens INTEGER,
+        usage_cost REAL
+    )""",
+    "CREATE INDEX turns_by_conversation ON turns (platform, workspace, channel, thread, id)",
+    "CREATE INDEX turns_by_created_at ON turns (created_at)",
+    "CREATE INDEX turns_by_author ON turns (author_id)",
+    "CREATE TABLE claims (event_id TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX claims_by_expiry ON claims (expires_at)",
+)
+V1_ROWS = [
+    (*KEY_V1, "user", "look", 7, 1000.0, "U1", "m1", b"\xff\xd8", "image/jpeg", 4, 3, "cat.jpg")
+    + (None,) * 4,
+    (*KEY_V1, "assistant", "A cat.", 4, 1001.0, "", "m2", None, None, None, None, None)
+    + ("model", 10, 2, 0.5),
+]
+
+
+def make_v1_database(path: Path) -> None:
+    """A database as Glimpse with schema version 1 left it: two turns and a live claim."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        for statement in SCHEMA_V1:
+            conn.execute(statement)
+        conn.executemany(
+            "INSERT INTO turns (platform, workspace, channel, thread, role, text, tokens, "
+            "created_at, author_id, message_id, image, image_mime, image_width, image_height, "
+            "image_label, usage_model, usage_prompt_tokens, usage_completion_tokens, usage_cost) "
+            f"VALUES ({', '.join('?' * 19)})",
+            V1_ROWS,
+        )
+        conn.execute("INSERT INTO claims VALUES ('ev', 1e12)")
+        conn.execute("PRAGMA user_version = 1")
+
+
+async def test_a_version_1_database_is_migrated_and_its_turns_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    make_v1_database(path)
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        image = PreparedImage(b"\xff\xd8", "image/jpeg", 4, 3, "cat.jpg", caption="")
+        assert await store.load(KEY, 10) == [
+            Turn("user", "look", 7, 1000.0, "U1", "m1", image=image, speaker=""),
+            Turn("assistant", "A cat.", 4, 1001.0, "", "m2", usage=Usage("model", 10, 2, 0.5)),
+        ]
+        assert await store.claim("ev", 60) is False
+        assert await store.load_summary(KEY) is None
+        await store.append(KEY, [replace(turn("new"), speaker="Ada")])
+        assert await store.save_summary(KEY, Summary("cats", 2, 1001.0, 1002.0), replacing=None)
+        assert await store.forget_user("U1") == 2
+        assert await store.load_summary(KEY) is None
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_a_migrated_database_has_the_schema_of_a_new_one(tmp_path: Path) -> None:
+    make_v1_database(tmp_path / "v1.db")
+    for name in ("v1.db", "new.db"):
+        store = SQLiteStore(tmp_path / name)
+        await store.open()
+        await store.close()
+    with (
+        closing(sqlite3.connect(tmp_path / "v1.db")) as old,
+        closing(sqlite3.connect(tmp_path / "new.db")) as new,
+    ):
+        for table in ("turns", "summaries", "claims"):
+            query = f"PRAGMA table_info({table})"
+            assert old.execute(query).fetchall() == new.execute(query).fetchall()
+        indexes = "SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name"
+        assert old.execute(indexes).fetchall() == new.execute(indexes).fetchall()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Check a Turn before it is stored, and turn it into a flat row (and back) for table-shaped stores."""
+"""Check a Turn or Summary before it is stored, and turn a Turn into a flat row (and back)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.messages import ConversationKey
-from bot.turns import PreparedImage, Turn, Usage
+from bot.turns import PreparedImage, Summary, Turn, Usage
 
 __all__ = [
     "KEY_COLUMNS",
@@ -15,6 +15,8 @@ __all__ = [
     "key_params",
     "row_to_turn",
     "turn_to_row",
+    "validate_replacing",
+    "validate_summary",
     "validate_turn",
 ]
 
@@ -31,11 +33,13 @@ TURN_COLUMNS = (
     "created_at",
     "author_id",
     "message_id",
+    "speaker",
     "image",
     "image_mime",
     "image_width",
     "image_height",
     "image_label",
+    "image_caption",
     "usage_model",
     "usage_prompt_tokens",
     "usage_completion_tokens",
@@ -57,10 +61,26 @@ def validate_turn(turn: Turn) -> None:
         raise ValueError(
             f"a turn's created_at must be finite unix seconds, got {turn.created_at!r}"
         )
-    if not isinstance(turn.author_id, str) or not isinstance(turn.message_id, str):
-        raise ValueError("a turn's author_id and message_id must be str")
+    if not all(isinstance(value, str) for value in (turn.author_id, turn.message_id, turn.speaker)):
+        raise ValueError("a turn's author_id, message_id and speaker must be str")
     _validate_image(turn.image)
     _validate_usage(turn.usage)
+
+
+def validate_summary(summary: Summary) -> None:
+    """Raise ValueError if the summary cannot be stored faithfully by every backend."""
+    if not isinstance(summary, Summary) or not isinstance(summary.text, str):
+        raise ValueError("expected a Summary with a str text")
+    if not _is_int(summary.tokens) or summary.tokens < 0:
+        raise ValueError(f"a summary's tokens must be an int >= 0, got {summary.tokens!r}")
+    if not (_is_finite(summary.through) and _is_finite(summary.updated_at)):
+        raise ValueError("a summary's through and updated_at must be finite unix seconds")
+
+
+def validate_replacing(replacing: float | None) -> None:
+    """Raise ValueError unless `replacing` is None or a finite `through`."""
+    if replacing is not None and not _is_finite(replacing):
+        raise ValueError(f"replacing is None or a finite through, got {replacing!r}")
 
 
 def key_params(key: ConversationKey) -> tuple[str, str, str, str]:
@@ -86,6 +106,7 @@ def row_to_turn(row: Sequence[Any]) -> Turn:
         message_id=values["message_id"],
         image=_image_from(values),
         usage=_usage_from(values),
+        speaker=values["speaker"],
     )
 
 
@@ -98,11 +119,13 @@ def _turn_values(turn: Turn) -> tuple[Any, ...]:
         float(turn.created_at),
         turn.author_id,
         turn.message_id,
+        turn.speaker,
         bytes(image.data) if image else None,
         image.mime_type if image else None,
         image.width if image else None,
         image.height if image else None,
         image.label if image else None,
+        image.caption if image else None,
         usage.model if usage else None,
         usage.prompt_tokens if usage else None,
         usage.completion_tokens if usage else None,
@@ -119,6 +142,7 @@ def _image_from(values: dict[str, Any]) -> PreparedImage | None:
         width=int(values["image_width"]),
         height=int(values["image_height"]),
         label=values["image_label"],
+        caption=values["image_caption"] or "",  # NULL in rows stored before captions
     )
 
 
@@ -138,8 +162,8 @@ def _validate_image(image: PreparedImage | None) -> None:
         return
     if not isinstance(image, PreparedImage) or not isinstance(image.data, bytes | bytearray):
         raise ValueError("a turn's image must be a PreparedImage holding bytes")
-    if not isinstance(image.mime_type, str) or not isinstance(image.label, str):
-        raise ValueError("an image's mime_type and label must be str")
+    if not all(isinstance(value, str) for value in (image.mime_type, image.label, image.caption)):
+        raise ValueError("an image's mime_type, label and caption must be str")
     if not (_is_int(image.width) and _is_int(image.height)):
         raise ValueError("an image's width and height must be ints")
 
@@ -161,3 +185,7 @@ def _is_int(value: object) -> bool:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

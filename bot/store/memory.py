@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 
 from bot.messages import ConversationKey
 from bot.store.base import StoreError
-from bot.store.codec import validate_turn
-from bot.turns import Turn
+from bot.store.codec import validate_replacing, validate_summary, validate_turn
+from bot.turns import Summary, Turn
 
 __all__ = ["MemoryStore"]
 
@@ -22,6 +22,7 @@ class MemoryStore:
 
     def __init__(self, *, claim_sweep_seconds: float = 60.0) -> None:
         self._turns: dict[ConversationKey, list[Turn]] = {}
+        self._summaries: dict[ConversationKey, Summary] = {}
         self._claims: dict[str, float] = {}  # event id -> time.monotonic() when the claim expires
         self._claim_sweep_seconds = claim_sweep_seconds
         self._last_sweep = time.monotonic()
@@ -56,6 +57,23 @@ class MemoryStore:
     async def reset(self, key: ConversationKey) -> None:
         self._require_open()
         self._turns.pop(key, None)
+        self._summaries.pop(key, None)
+
+    async def load_summary(self, key: ConversationKey) -> Summary | None:
+        self._require_open()
+        return self._summaries.get(key)
+
+    async def save_summary(
+        self, key: ConversationKey, summary: Summary, *, replacing: float | None
+    ) -> bool:
+        self._require_open()
+        validate_summary(summary)
+        validate_replacing(replacing)
+        current = self._summaries.get(key)
+        if (None if current is None else current.through) != replacing:
+            return False
+        self._summaries[key] = summary
+        return True
 
     async def claim(self, event_id: str, ttl_seconds: float) -> bool:
         self._require_open()
@@ -70,6 +88,11 @@ class MemoryStore:
     async def prune(self, older_than: float) -> int:
         self._require_open()
         removed = self._remove_turns(lambda turn: turn.created_at < older_than)
+        self._summaries = {
+            key: summary
+            for key, summary in self._summaries.items()
+            if summary.updated_at >= older_than
+        }
         self._sweep_claims(time.monotonic(), force=True)
         return removed
 
@@ -79,6 +102,9 @@ class MemoryStore:
             raise ValueError(
                 "forget_user needs an author id (an empty one would match every bot turn)"
             )
+        for key, turns in self._turns.items():
+            if any(turn.author_id == author_id for turn in turns):
+                self._summaries.pop(key, None)
         return self._remove_turns(lambda turn: turn.author_id == author_id)
 
     def _require_open(self) -> None:

@@ -19,15 +19,25 @@ from redis.exceptions import RedisError
 
 from bot.messages import ConversationKey
 from bot.store.base import StoreError
-from bot.store.codec import KEY_COLUMNS, TURN_COLUMNS, key_params, row_to_turn, turn_to_row
-from bot.turns import Turn
+from bot.store.codec import (
+    KEY_COLUMNS,
+    TURN_COLUMNS,
+    key_params,
+    row_to_turn,
+    turn_to_row,
+    validate_replacing,
+    validate_summary,
+)
+from bot.turns import Summary, Turn
 
 __all__ = [
     "DEFAULT_PREFIX",
     "RedisStore",
     "RedisTarget",
     "conversation_part",
+    "decode_summary",
     "decode_turn",
+    "encode_summary",
     "encode_turn",
     "is_redis_url",
     "redis_client",
@@ -56,6 +66,41 @@ _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 # JSON is ASCII-only (ensure_ascii), so the first two newlines are always the separators.
 _HEADER = ("created_at", "author_id")
 _BODY = tuple(c for c in TURN_COLUMNS if c not in _HEADER and c != "image")
+# Body fields added after FORMAT_VERSION 1 first shipped, with their value in turns stored before.
+_BODY_DEFAULTS = {"speaker": "", "image_caption": None}
+
+# A summary is a hash of these fields (numbers as text, `through` and `updated_at` as Python's
+# float repr, which reads back exactly); the text is UTF-8 (lone surrogates passed through).
+_SUMMARY_FIELDS = (b"v", b"text", b"tokens", b"through", b"updated_at")
+
+# The compare-and-set on `through`: store ARGV[3..] (field, value pairs) only if the stored
+# summary's through equals ARGV[1] (or none is stored and ARGV[1] is ""); then expire the key
+# after ARGV[2] ms (0: never). Returns 1 if stored.
+_SAVE_SUMMARY_LUA = """
+local key, replacing, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local current = redis.call('HGET', key, 'through')
+if replacing == '' then
+  if current then return 0 end
+elseif not current or tonumber(current) ~= tonumber(replacing) then
+  return 0
+end
+redis.call('HSET', key, unpack(ARGV, 3))
+if ttl > 0 then
+  redis.call('PEXPIRE', key, ttl)
+else
+  redis.call('PERSIST', key)
+end
+return 1
+"""
+
+# Delete the summary KEYS[1] if it was last updated before ARGV[1] (a save in between keeps it).
+_PRUNE_SUMMARY_LUA = """
+local updated = redis.call('HGET', KEYS[1], 'updated_at')
+if updated and tonumber(updated) < tonumber(ARGV[1]) then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 # Remove the turns of one list that match: ARGV[1] is "before" (created_at < ARGV[2]) or
 # "author" (author_id == ARGV[2]). Reads the list in small windows, marks doomed turns with
@@ -168,15 +213,44 @@ def decode_turn(item: bytes) -> Turn:
             f"a stored turn has format {header.get('v')!r}, which this Glimpse does not read; "
             "upgrade Glimpse"
         )
-    values = {**header, **json.loads(body_bytes), "image": image}
+    values = {**_BODY_DEFAULTS, **header, **json.loads(body_bytes), "image": image}
     return row_to_turn([values[column] for column in TURN_COLUMNS])
+
+
+def encode_summary(summary: Summary) -> list[bytes]:
+    """Validate the summary; its hash as field, value, field, value… (in _SUMMARY_FIELDS order)."""
+    validate_summary(summary)
+    values = (
+        str(FORMAT_VERSION).encode("ascii"),
+        summary.text.encode("utf-8", "surrogatepass"),
+        str(summary.tokens).encode("ascii"),
+        repr(float(summary.through)).encode("ascii"),
+        repr(float(summary.updated_at)).encode("ascii"),
+    )
+    return [part for pair in zip(_SUMMARY_FIELDS, values, strict=True) for part in pair]
+
+
+def decode_summary(fields: dict[bytes, bytes]) -> Summary:
+    """The Summary a stored hash holds."""
+    if fields.get(b"v") != str(FORMAT_VERSION).encode("ascii"):
+        raise StoreError(
+            f"a stored summary has format {fields.get(b'v')!r}, which this Glimpse does not read; "
+            "upgrade Glimpse"
+        )
+    return Summary(
+        text=fields[b"text"].decode("utf-8", "surrogatepass"),
+        tokens=int(fields[b"tokens"]),
+        through=float(fields[b"through"]),
+        updated_at=float(fields[b"updated_at"]),
+    )
 
 
 class RedisStore:
     """The Store contract in Redis, shared by every Glimpse process that uses the same URL and prefix.
 
     Keys (`P` is the prefix, parts percent-escaped): `P:conv:{platform}:{workspace}:{channel}:{thread}`
-    a list of turns, oldest first; `P:claim:{event id}` a claimed event id (SET NX PX);
+    a list of turns, oldest first; `P:summary:{same parts}` the conversation's summary (a hash,
+    expiring with the list); `P:claim:{event id}` a claimed event id (SET NX PX);
     `P:author:{author id}` the set of conversation lists an author wrote in (for forget_user).
     """
 
@@ -193,6 +267,8 @@ class RedisStore:
         self._retention_ms = max(0, int(retention_seconds * 1000))
         self._max_turns = max(0, max_turns)
         self._filter = self.client.register_script(_FILTER_LUA)
+        self._save_summary = self.client.register_script(_SAVE_SUMMARY_LUA)
+        self._prune_summary = self.client.register_script(_PRUNE_SUMMARY_LUA)
         self._open = False
 
     def __repr__(self) -> str:
@@ -244,6 +320,8 @@ class RedisStore:
                 if self._max_turns:
                     pipe.ltrim(name, -self._max_turns, -1)
                 self._expire(pipe, name, self._retention_ms)
+                if self._retention_ms:  # the summary lives as long as its turns
+                    pipe.pexpire(self._summary(key), self._retention_ms)
                 for author in authors:
                     index = self._author(author)
                     pipe.sadd(index, name)
@@ -252,16 +330,38 @@ class RedisStore:
 
     async def reset(self, key: ConversationKey) -> None:
         async with self._using("forget the conversation") as client:
-            await client.delete(self._conversation(key))
+            await client.delete(self._conversation(key), self._summary(key))
+
+    async def load_summary(self, key: ConversationKey) -> Summary | None:
+        async with self._using("load the summary") as client:
+            fields = cast(dict[bytes, bytes], await client.hgetall(self._summary(key)))
+        return decode_summary(fields) if fields else None
+
+    async def save_summary(
+        self, key: ConversationKey, summary: Summary, *, replacing: float | None
+    ) -> bool:
+        fields = encode_summary(summary)
+        validate_replacing(replacing)
+        expected = "" if replacing is None else repr(float(replacing))
+        async with self._using("store the summary"):
+            stored = await self._save_summary(
+                keys=[self._summary(key)], args=[expected, self._retention_ms, *fields]
+            )
+        return bool(stored)
 
     async def prune(self, older_than: float) -> int:
-        """Remove turns older than the cutoff from every conversation list (TTL drops idle ones whole)."""
+        """Remove turns older than the cutoff (TTL drops idle lists whole), and summaries updated before it."""
+        cutoff = repr(float(older_than))
         removed = 0
         async with self._using("prune old turns") as client:
             async for name in client.scan_iter(
                 match=f"{self.target.prefix}:conv:*", count=SCAN_BATCH, _type="list"
             ):
-                removed += await self._remove(name, "before", repr(float(older_than)))
+                removed += await self._remove(name, "before", cutoff)
+            async for name in client.scan_iter(
+                match=f"{self.target.prefix}:summary:*", count=SCAN_BATCH, _type="hash"
+            ):
+                await self._prune_summary(keys=[name], args=[cutoff])
         return removed
 
     async def forget_user(self, author_id: str) -> int:
@@ -271,11 +371,12 @@ class RedisStore:
             )
         index = self._author(author_id)
         async with self._using("forget the user") as client:
-            names = list(await client.smembers(index))
+            names = cast(list[bytes], list(await client.smembers(index)))
             removed = 0
             for name in names:
                 removed += await self._remove(name, "author", author_id)
             if names:
+                await client.delete(*(self._summary_of(name) for name in names))
                 await client.srem(index, *names)
         return removed
 
@@ -296,6 +397,14 @@ class RedisStore:
 
     def _conversation(self, key: ConversationKey) -> str:
         return f"{self.target.prefix}:conv:{conversation_part(key)}"
+
+    def _summary(self, key: ConversationKey) -> str:
+        return f"{self.target.prefix}:summary:{conversation_part(key)}"
+
+    def _summary_of(self, conversation: bytes) -> bytes:
+        """The summary key of a conversation list's key (as the author index holds it)."""
+        part = conversation.removeprefix(f"{self.target.prefix}:conv:".encode("ascii"))
+        return f"{self.target.prefix}:summary:".encode("ascii") + part
 
     def _author(self, author_id: str) -> str:
         return f"{self.target.prefix}:author:{quote(author_id, safe='')}"

@@ -14,12 +14,20 @@ import aiosqlite
 
 from bot.messages import ConversationKey
 from bot.store.base import StoreError
-from bot.store.codec import KEY_COLUMNS, TURN_COLUMNS, key_params, row_to_turn, turn_to_row
-from bot.turns import Turn
+from bot.store.codec import (
+    KEY_COLUMNS,
+    TURN_COLUMNS,
+    key_params,
+    row_to_turn,
+    turn_to_row,
+    validate_replacing,
+    validate_summary,
+)
+from bot.turns import Summary, Turn
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Statements that take the schema from version N-1 to N; `PRAGMA user_version` records N.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -52,6 +60,22 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE claims (event_id TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID",
         "CREATE INDEX claims_by_expiry ON claims (expires_at)",
     ),
+    2: (
+        "ALTER TABLE turns ADD COLUMN speaker TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE turns ADD COLUMN image_caption TEXT",
+        """CREATE TABLE summaries (
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            thread TEXT NOT NULL,
+            text TEXT NOT NULL,
+            tokens INTEGER NOT NULL,
+            through REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (platform, workspace, channel, thread)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX summaries_by_updated_at ON summaries (updated_at)",
+    ),
 }
 
 _KEY_MATCH = " AND ".join(f"{column} = ?" for column in KEY_COLUMNS)
@@ -61,6 +85,23 @@ _INSERT_TURN = (
 )
 _SELECT_NEWEST = (
     f"SELECT {', '.join(TURN_COLUMNS)} FROM turns WHERE {_KEY_MATCH} ORDER BY id DESC LIMIT ?"
+)
+_SUMMARY_COLUMNS = ("text", "tokens", "through", "updated_at")
+_SELECT_SUMMARY = f"SELECT {', '.join(_SUMMARY_COLUMNS)} FROM summaries WHERE {_KEY_MATCH}"
+# The compare-and-set on `through`: a first summary is inserted only if there is none; a later
+# one replaces only the summary it was based on. changes() is 1 exactly when it is stored.
+_INSERT_FIRST_SUMMARY = (
+    f"INSERT INTO summaries ({', '.join(KEY_COLUMNS + _SUMMARY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in KEY_COLUMNS + _SUMMARY_COLUMNS)}) ON CONFLICT DO NOTHING"
+)
+_REPLACE_SUMMARY = (
+    f"UPDATE summaries SET {', '.join(f'{column} = ?' for column in _SUMMARY_COLUMNS)} "
+    f"WHERE {_KEY_MATCH} AND through = ?"
+)
+# The summaries of every conversation the author wrote in (run before their turns are deleted).
+_DELETE_AUTHOR_SUMMARIES = (
+    f"DELETE FROM summaries WHERE ({', '.join(KEY_COLUMNS)}) IN "
+    f"(SELECT {', '.join(KEY_COLUMNS)} FROM turns WHERE author_id = ?)"
 )
 # Insert the claim, or take over one that has expired; changes() is 1 exactly when the claim is won.
 _CLAIM = (
@@ -72,7 +113,7 @@ _DELETE_EXPIRED_CLAIMS = "DELETE FROM claims WHERE expires_at <= ?"
 
 
 class SQLiteStore:
-    """Turns and claimed event ids in one SQLite file, safe for many asyncio tasks of one process.
+    """Turns, summaries and claimed event ids in one SQLite file, safe for one process's asyncio tasks.
 
     Every operation runs under one asyncio.Lock, so a multi-statement transaction
     never interleaves with another task's statements on the shared connection.
@@ -147,12 +188,14 @@ class SQLiteStore:
             await db.executemany(_INSERT_TURN, rows)
 
     async def reset(self, key: ConversationKey) -> None:
-        async with self._using("forget the conversation") as db:
+        async with self._transaction("forget the conversation") as db:
             await db.execute(f"DELETE FROM turns WHERE {_KEY_MATCH}", key_params(key))
+            await db.execute(f"DELETE FROM summaries WHERE {_KEY_MATCH}", key_params(key))
 
     async def prune(self, older_than: float) -> int:
         async with self._transaction("prune old turns") as db:
             cursor = await db.execute("DELETE FROM turns WHERE created_at < ?", (older_than,))
+            await db.execute("DELETE FROM summaries WHERE updated_at < ?", (older_than,))
             await db.execute(_DELETE_EXPIRED_CLAIMS, (time.time(),))
             return cursor.rowcount
 
@@ -161,9 +204,34 @@ class SQLiteStore:
             raise ValueError(
                 "forget_user needs an author id (an empty one would match every bot turn)"
             )
-        async with self._using("forget the user") as db:
+        async with self._transaction("forget the user") as db:
+            await db.execute(_DELETE_AUTHOR_SUMMARIES, (author_id,))
             cursor = await db.execute("DELETE FROM turns WHERE author_id = ?", (author_id,))
             return cursor.rowcount
+
+    # --- summaries ---
+
+    async def load_summary(self, key: ConversationKey) -> Summary | None:
+        async with self._using("load the summary") as db:
+            rows = list(await db.execute_fetchall(_SELECT_SUMMARY, key_params(key)))
+        if not rows:
+            return None
+        text, tokens, through, updated_at = rows[0]
+        return Summary(text, int(tokens), float(through), float(updated_at))
+
+    async def save_summary(
+        self, key: ConversationKey, summary: Summary, *, replacing: float | None
+    ) -> bool:
+        validate_summary(summary)
+        validate_replacing(replacing)
+        values = (summary.text, summary.tokens, float(summary.through), float(summary.updated_at))
+        async with self._using("store the summary") as db:
+            if replacing is None:
+                cursor = await db.execute(_INSERT_FIRST_SUMMARY, key_params(key) + values)
+            else:
+                params = (*values, *key_params(key), float(replacing))
+                cursor = await db.execute(_REPLACE_SUMMARY, params)
+            return cursor.rowcount == 1
 
     # --- claims ---
 
