@@ -6,14 +6,14 @@ import datetime as dt
 import sys
 from collections.abc import Sequence
 
-from bot.ledger import Dimension, UsageRow, open_ledger, utc_day
+from bot.ledger import Dimension, UsageRow, add_rows, open_ledger, utc_day
 from bot.messages import ConversationKey
 from bot.store import StoreError, open_store
 
 __all__ = ["forget_conversation", "forget_user", "format_usage", "show_usage"]
 
 EVERY_TURN = 1_000_000  # "load everything" when counting a conversation's turns before forgetting
-_HEADERS = ("answers", "prompt tokens", "completion tokens", "images", "cost (USD)")
+_HEADERS = ("answers", "summaries", "prompt tokens", "completion tokens", "images", "cost (USD)")
 
 
 async def show_usage(store_url: str, *, days: int, by: Dimension) -> int:
@@ -29,20 +29,15 @@ async def show_usage(store_url: str, *, days: int, by: Dimension) -> int:
     finally:
         await ledger.close()
     print(f"Usage from {first} to {last} (UTC), by {by}:")
-    print(format_usage(rows, by) if rows else "No answers recorded in this period.")
+    print(format_usage(rows, by) if rows else "No model calls recorded in this period.")
     return 0
 
 
 def format_usage(rows: Sequence[UsageRow], by: str) -> str:
     """An aligned table: one line per group, then the total."""
-    total = UsageRow(
-        "total",
-        sum(r.answers for r in rows),
-        sum(r.prompt_tokens for r in rows),
-        sum(r.completion_tokens for r in rows),
-        sum(r.cost for r in rows),
-        sum(r.images for r in rows),
-    )
+    total = UsageRow("total", 0, 0, 0, 0.0, 0)
+    for row in rows:
+        total = add_rows(total, row)
     lines = [(by, *_HEADERS)] + [_cells(row) for row in [*rows, total]]
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     rendered = [
@@ -101,6 +96,7 @@ def _cells(row: UsageRow) -> tuple[str, ...]:
     return (
         row.group,
         f"{row.answers:,}",
+        f"{row.summaries:,}",
         f"{row.prompt_tokens:,}",
         f"{row.completion_tokens:,}",
         f"{row.images:,}",

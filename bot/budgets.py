@@ -1,4 +1,4 @@
-"""Daily budgets: record what each answer cost, and refuse a payer over budget before a model call."""
+"""Daily budgets: record what each model call cost; refuse a payer over budget before an answer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from bot.config import Settings
-from bot.ledger import Dimension, Ledger, LedgerEntry, Payer, utc_day
+from bot.ledger import CallKind, Dimension, Ledger, LedgerEntry, Payer, utc_day
 from bot.messages import IncomingMessage
 from bot.store import StoreError
 from bot.turns import Usage
@@ -72,8 +72,10 @@ class Budgets:
                 return sentence
         return None
 
-    async def record(self, message: IncomingMessage, usage: Usage, images: int) -> None:
-        """Add an answer's usage to the ledger; a ledger outage is logged, not raised."""
+    async def record(
+        self, message: IncomingMessage, usage: Usage, images: int, *, kind: CallKind = "answer"
+    ) -> None:
+        """Charge a model call (answer or summary) to `message`'s payer; outages are only logged."""
         entry = LedgerEntry(
             day=utc_day(self._clock()),
             payer=payer_of(message),
@@ -82,10 +84,15 @@ class Budgets:
             completion_tokens=usage.completion_tokens,
             cost=usage.cost,
             images=images,
+            kind=kind,
         )
         try:
             await self.ledger.record(entry)
         except StoreError as exc:
             log.warning(
-                "could not record the usage of %s ($%.6f): %s", message.message_id, usage.cost, exc
+                "could not record the %s usage of %s ($%.6f): %s",
+                kind,
+                message.message_id,
+                usage.cost,
+                exc,
             )

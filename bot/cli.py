@@ -108,9 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     usage.add_argument(
         "--by",
-        choices=["day", "channel", "user", "model", "workspace"],
+        choices=["day", "channel", "user", "model", "workspace", "kind"],
         default="day",
-        help="one line per day (default), channel, user, model or workspace",
+        help="one line per day (default), channel, user, model, workspace "
+        "or kind (answer, summary)",
     )
     usage.set_defaults(handler=_usage)
 

@@ -1,4 +1,4 @@
-"""The cost ledger: what each answer used and cost, by day, workspace, channel, user and model."""
+"""The cost ledger: what each model call (answer or summary) used and cost, and who pays for it."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORGOTTEN",
+    "KINDS",
     "RETENTION_DAYS",
+    "CallKind",
     "Dimension",
     "Ledger",
     "LedgerEntry",
     "Payer",
     "Spend",
     "UsageRow",
+    "add_rows",
     "day_range",
     "open_ledger",
     "sort_rows",
@@ -27,8 +30,10 @@ __all__ = [
     "utc_day",
 ]
 
-Dimension = Literal["day", "workspace", "channel", "user", "model"]
+Dimension = Literal["day", "workspace", "channel", "user", "model", "kind"]
 DIMENSIONS: tuple[Dimension, ...] = get_args(Dimension)
+CallKind = Literal["answer", "summary"]  # an answer to a message, or a summary of older turns
+KINDS: tuple[CallKind, ...] = get_args(CallKind)
 FORGOTTEN = "(forgotten)"  # shown instead of the id of a user who asked to be forgotten
 RETENTION_DAYS = 400  # usage older than this is dropped (Redis: key TTL; SQLite: on open)
 
@@ -55,7 +60,7 @@ class Payer:
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """One answered reply: when (UTC day), who, which model, tokens, dollars and images sent."""
+    """One model call: UTC day, payer, model, tokens, dollars, images sent, and its kind."""
 
     day: str  # YYYY-MM-DD, UTC
     payer: Payer
@@ -64,12 +69,16 @@ class LedgerEntry:
     completion_tokens: int
     cost: float  # US dollars, as OpenRouter reported it
     images: int
+    kind: CallKind = "answer"
 
     def group(self, by: Dimension) -> str:
+        """This entry's group in one dimension (its row of `glimpse usage --by`)."""
         if by == "day":
             return self.day
         if by == "model":
             return self.model
+        if by == "kind":
+            return self.kind
         return self.payer.member(by)
 
 
@@ -84,7 +93,10 @@ class Spend:
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
-    """Totals of one group (a day, a channel, a user, a model…) over a range of days."""
+    """Totals of one group (a day, a channel, a user, a model…) over a range of days.
+
+    `answers` and `summaries` count the calls of each kind; tokens, cost and images cover both.
+    """
 
     group: str
     answers: int
@@ -92,26 +104,27 @@ class UsageRow:
     completion_tokens: int
     cost: float
     images: int
+    summaries: int = 0
 
 
 class Ledger(Protocol):
-    """Where answers' usage is recorded; backends raise StoreError when unreachable."""
+    """Where model calls' usage is recorded; backends raise StoreError when unreachable."""
 
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
 
     async def record(self, entry: LedgerEntry) -> None:
-        """Add one answer's usage."""
+        """Add one model call's usage (an answer or a summary)."""
 
     async def spend(self, day: str, payer: Payer) -> Spend:
-        """What the payer's user, channel and workspace have spent on `day`."""
+        """What the payer's user, channel and workspace have spent on `day` (every kind of call)."""
 
     async def usage(self, first_day: str, last_day: str, by: Dimension) -> list[UsageRow]:
         """Totals per group over the days from `first_day` to `last_day`, inclusive."""
 
     async def forget_user(self, user: str) -> int:
-        """Anonymise the user's entries on every platform (totals stay); return how many answers."""
+        """Anonymise the user's entries (every kind) on every platform; return how many answers."""
 
 
 def utc_day(at: float | None = None) -> str:
@@ -128,19 +141,39 @@ def day_range(first_day: str, last_day: str) -> list[str]:
 
 def summarise(entries: Iterable[LedgerEntry], by: Dimension) -> list[UsageRow]:
     """Entries added up per group, sorted as `sort_rows` does."""
-    totals: dict[str, list[float]] = {}
+    totals: dict[str, UsageRow] = {}
     for entry in entries:
-        row = totals.setdefault(entry.group(by), [0, 0, 0, 0.0, 0])
-        row[0] += 1
-        row[1] += entry.prompt_tokens
-        row[2] += entry.completion_tokens
-        row[3] += entry.cost
-        row[4] += entry.images
-    rows = [
-        UsageRow(group, int(a), int(p), int(c), float(cost), int(i))
-        for group, (a, p, c, cost, i) in totals.items()
-    ]
-    return sort_rows(rows, by)
+        group = entry.group(by)
+        empty = UsageRow(group, 0, 0, 0, 0.0, 0)
+        totals[group] = add_rows(totals.get(group, empty), _row_of(entry))
+    return sort_rows(totals.values(), by)
+
+
+def _row_of(entry: LedgerEntry) -> UsageRow:
+    """One entry as a row of its own: one answer or one summary."""
+    answer = entry.kind == "answer"
+    return UsageRow(
+        group=entry.group("kind"),
+        answers=int(answer),
+        prompt_tokens=entry.prompt_tokens,
+        completion_tokens=entry.completion_tokens,
+        cost=entry.cost,
+        images=entry.images,
+        summaries=int(not answer),
+    )
+
+
+def add_rows(total: UsageRow, row: UsageRow) -> UsageRow:
+    """`row` added to `total`, keeping the group of `total`."""
+    return UsageRow(
+        group=total.group,
+        answers=total.answers + row.answers,
+        prompt_tokens=total.prompt_tokens + row.prompt_tokens,
+        completion_tokens=total.completion_tokens + row.completion_tokens,
+        cost=total.cost + row.cost,
+        images=total.images + row.images,
+        summaries=total.summaries + row.summaries,
+    )
 
 
 def sort_rows(rows: Iterable[UsageRow], by: Dimension) -> list[UsageRow]:

@@ -48,7 +48,7 @@ class MemoryLedger:
         for index, entry in enumerate(self.entries):
             if entry.payer.user == user:
                 self.entries[index] = replace(entry, payer=replace(entry.payer, user=""))
-                forgotten += 1
+                forgotten += int(entry.kind == "answer")
         return forgotten
 
     def _require_open(self) -> None:

@@ -1,8 +1,12 @@
-"""The cost ledger in Redis: one hash of counters per UTC day and dimension, expiring after 400 days."""
+"""The cost ledger in Redis: one hash of counters per UTC day and dimension, expiring after 400 days.
+
+Hashes written before summaries were recorded have no `summaries` fields (read as 0) and no
+`kind` hash: `usage(..., "kind")` takes a day's answers as its totals less its summaries.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,7 +31,8 @@ from bot.store.redis import redis_client, redis_target
 __all__ = ["RedisLedger"]
 
 TTL_SECONDS = RETENTION_DAYS * 86400
-_METRICS = ("answers", "prompt", "completion", "cost", "images")
+_METRICS = ("answers", "prompt", "completion", "cost", "images", "summaries")
+Counters = dict[str, float]  # metric -> total
 # Hash fields are "<member>|<metric>"; members (ids joined by ":") never contain "|".
 _SEPARATOR = "|"
 
@@ -87,6 +92,8 @@ class RedisLedger:
                 key = self._key(entry.day, dimension)
                 member = entry.group(dimension)
                 for metric, amount in _amounts(entry).items():
+                    if not amount:
+                        continue  # a missing field reads as 0
                     field = f"{member}{_SEPARATOR}{metric}"
                     if isinstance(amount, float):
                         pipe.hincrbyfloat(key, field, amount)
@@ -106,17 +113,11 @@ class RedisLedger:
 
     async def usage(self, first_day: str, last_day: str, by: Dimension) -> list[UsageRow]:
         days = day_range(first_day, last_day)
-        async with self._using("read usage") as client:
-            pipe = client.pipeline(transaction=False)
-            for day in days:
-                pipe.hgetall(self._key(day, by))
-            hashes = await pipe.execute()
-        totals: dict[str, dict[str, float]] = {}
-        for fields in hashes:
-            for field, value in fields.items():
-                member, _, metric = field.decode().rpartition(_SEPARATOR)
-                counters = totals.setdefault(member, dict.fromkeys(_METRICS, 0.0))
-                counters[metric] = counters.get(metric, 0.0) + float(value)
+        if by == "kind":
+            every_call = _totals(await self._hashes(days, "day"))
+            summaries = _totals(await self._hashes(days, "kind")).get("summary", _zero())
+            return sort_rows(_kind_rows(every_call.values(), summaries), by)
+        totals = _totals(await self._hashes(days, by))
         return sort_rows((_row(member, counters) for member, counters in totals.items()), by)
 
     async def forget_user(self, user: str) -> int:
@@ -128,6 +129,14 @@ class RedisLedger:
             async for key in client.scan_iter(match=self._key("*", "user"), count=500):
                 moved += int(await script(keys=[key], args=[user]))
             return moved
+
+    async def _hashes(self, days: list[str], dimension: Dimension) -> list[dict[bytes, bytes]]:
+        """The hash of `dimension` for each of `days` (empty where nothing was recorded)."""
+        async with self._using("read usage") as client:
+            pipe = client.pipeline(transaction=False)
+            for day in days:
+                pipe.hgetall(self._key(day, dimension))
+            return list(await pipe.execute())
 
     def _key(self, day: str, dimension: str) -> str:
         return f"{self._target.prefix}:ledger:{day}:{dimension}"
@@ -146,8 +155,10 @@ class RedisLedger:
 
 
 def _amounts(entry: LedgerEntry) -> dict[str, Any]:
+    answer = entry.kind == "answer"
     return {
-        "answers": 1,
+        "answers": int(answer),
+        "summaries": int(not answer),
         "prompt": entry.prompt_tokens,
         "completion": entry.completion_tokens,
         "cost": float(entry.cost),
@@ -155,7 +166,34 @@ def _amounts(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def _row(member: str, counters: dict[str, float]) -> UsageRow:
+def _zero() -> Counters:
+    return dict.fromkeys(_METRICS, 0.0)
+
+
+def _totals(hashes: Iterable[dict[bytes, bytes]]) -> dict[str, Counters]:
+    """Counters per member, added up over hashes of "<member>|<metric>" fields."""
+    totals: dict[str, Counters] = {}
+    for fields in hashes:
+        for field, value in fields.items():
+            member, _, metric = field.decode().rpartition(_SEPARATOR)
+            counters = totals.setdefault(member, _zero())
+            counters[metric] = counters.get(metric, 0.0) + float(value)
+    return totals
+
+
+def _kind_rows(every_call: Iterable[Counters], summaries: Counters) -> list[UsageRow]:
+    """The answer and summary rows: answers are every call less the summaries."""
+    answers = _zero()
+    for counters in every_call:
+        for metric in _METRICS:
+            answers[metric] += counters.get(metric, 0.0)
+    for metric in _METRICS:
+        answers[metric] = max(0.0, answers[metric] - summaries[metric])  # no float residue below 0
+    rows = [_row("answer", answers), _row("summary", summaries)]
+    return [row for row in rows if row.answers or row.summaries]
+
+
+def _row(member: str, counters: Counters) -> UsageRow:
     return UsageRow(
         group=member,
         answers=int(counters["answers"]),
@@ -163,6 +201,7 @@ def _row(member: str, counters: dict[str, float]) -> UsageRow:
         completion_tokens=int(counters["completion"]),
         cost=counters["cost"],
         images=int(counters["images"]),
+        summaries=int(counters["summaries"]),
     )
 
 

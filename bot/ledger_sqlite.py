@@ -1,4 +1,4 @@
-"""The cost ledger as one row per answer in a `ledger` table of the store's SQLite file."""
+"""The cost ledger as one row per model call in a `ledger` table of the store's SQLite file."""
 
 from __future__ import annotations
 
@@ -41,14 +41,17 @@ _SCHEMA = (
         prompt_tokens INTEGER NOT NULL,
         completion_tokens INTEGER NOT NULL,
         cost REAL NOT NULL,
-        images INTEGER NOT NULL
+        images INTEGER NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'answer'
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (day, platform, workspace, channel)",
     "CREATE INDEX IF NOT EXISTS ledger_by_user ON ledger (user_id)",
 )
+# A table made before summaries were recorded lacks `kind`: its rows were all answers.
+_ADD_KIND = "ALTER TABLE ledger ADD COLUMN kind TEXT NOT NULL DEFAULT 'answer'"
 _INSERT = (
     "INSERT INTO ledger (day, platform, workspace, channel, user_id, model, prompt_tokens, "
-    "completion_tokens, cost, images) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "completion_tokens, cost, images, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SPEND = """SELECT
     COALESCE(SUM(CASE WHEN platform = ? AND user_id = ? THEN cost END), 0),
@@ -61,6 +64,7 @@ _GROUPS: dict[str, str] = {
     "channel": "platform || ':' || workspace || ':' || channel",
     "user": f"platform || ':' || CASE WHEN user_id = '' THEN '{FORGOTTEN}' ELSE user_id END",
     "model": "model",
+    "kind": "kind",
 }
 
 
@@ -107,6 +111,7 @@ class SQLiteLedger:
             entry.completion_tokens,
             entry.cost,
             entry.images,
+            entry.kind,
         )
         async with self._using("record usage") as db:
             await db.execute(_INSERT, row)
@@ -122,15 +127,16 @@ class SQLiteLedger:
     async def usage(self, first_day: str, last_day: str, by: Dimension) -> list[UsageRow]:
         group = _GROUPS[by]
         query = (
-            f"SELECT {group}, count(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), "
-            f"SUM(images) FROM ledger WHERE day BETWEEN ? AND ? GROUP BY 1"
+            f"SELECT {group}, SUM(kind = 'answer'), SUM(prompt_tokens), SUM(completion_tokens), "
+            f"SUM(cost), SUM(images), SUM(kind = 'summary') "
+            f"FROM ledger WHERE day BETWEEN ? AND ? GROUP BY 1"
         )
         async with self._using("read usage") as db:
             rows = await db.execute_fetchall(query, (first_day, last_day))
         return sort_rows(
             (
-                UsageRow(str(g), int(a), int(p), int(c), float(cost), int(i))
-                for g, a, p, c, cost, i in rows
+                UsageRow(str(g), int(a), int(p), int(c), float(cost), int(i), summaries=int(s))
+                for g, a, p, c, cost, i, s in rows
             ),
             by,
         )
@@ -138,9 +144,11 @@ class SQLiteLedger:
     async def forget_user(self, user: str) -> int:
         if not user:
             raise ValueError("forget_user needs a user id")
+        forget = "UPDATE ledger SET user_id = '' WHERE user_id = ?"
         async with self._using("forget the user's usage") as db:
-            cursor = await db.execute("UPDATE ledger SET user_id = '' WHERE user_id = ?", (user,))
-            return cursor.rowcount
+            answers = await db.execute(f"{forget} AND kind = 'answer'", (user,))
+            await db.execute(forget, (user,))  # the other kinds: anonymised, not counted
+            return answers.rowcount
 
     @asynccontextmanager
     async def _using(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
@@ -153,10 +161,24 @@ class SQLiteLedger:
 
 
 async def _prepare(db: aiosqlite.Connection) -> None:
-    """Settings, the table if missing, and rows past the retention dropped."""
+    """Settings, the table (and its `kind` column) if missing, rows past the retention dropped."""
     await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     await db.execute_fetchall("PRAGMA journal_mode = WAL")
-    for statement in _SCHEMA:
-        await db.execute(statement)
+    await db.execute("BEGIN IMMEDIATE")  # one process at a time creates or migrates the table
+    try:
+        for statement in _SCHEMA:
+            await db.execute(statement)
+        await _add_kind(db)
+    except BaseException:
+        await db.rollback()
+        raise
+    await db.commit()
     oldest = dt.date.fromisoformat(utc_day()) - dt.timedelta(days=RETENTION_DAYS)
     await db.execute("DELETE FROM ledger WHERE day < ?", (oldest.isoformat(),))
+
+
+async def _add_kind(db: aiosqlite.Connection) -> None:
+    """Give a ledger table made before summaries its `kind` column (its rows are answers)."""
+    columns = {str(row[1]) for row in await db.execute_fetchall("PRAGMA table_info(ledger)")}
+    if "kind" not in columns:
+        await db.execute(_ADD_KIND)

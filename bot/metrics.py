@@ -15,12 +15,14 @@ from bot.turns import Usage
 
 if TYPE_CHECKING:
     from bot.conversations import Outcome
+    from bot.ledger import CallKind
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
 FIRST_TOKEN_BUCKETS_SECONDS = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60)
 ANSWER_BUCKETS_SECONDS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 IMAGE_RESULTS = ("processed", "refused")
+SUMMARY_RESULTS = ("made", "failed", "skipped")
 # Retries are observed in the log lines that announce them: (logger, line prefix, layer label).
 RETRY_LINES = (
     ("openai._base_client", "Retrying request", "sdk"),  # 408/429/5xx/timeouts before the stream
@@ -29,13 +31,15 @@ RETRY_LINES = (
 
 
 class Metrics:
-    """Counters, histograms and gauges for messages, latency, tokens, cost, images and retries."""
+    """Counters, histograms and gauges: messages, latency, tokens, cost, images, summaries, retries."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._define()
         for result in IMAGE_RESULTS:
             self.images.labels(result)
+        for result in SUMMARY_RESULTS:
+            self.summaries.labels(result)
         for _, _, layer in RETRY_LINES:
             self.retries.labels(layer)
         _watch_retries(self)
@@ -66,12 +70,29 @@ class Metrics:
             registry=r,
         )
         self.prompt_tokens = Counter(
-            "glimpse_prompt_tokens", "Prompt tokens billed", ["model"], registry=r
+            "glimpse_prompt_tokens",
+            "Prompt tokens billed, by model and kind of call (answer or summary)",
+            ["model", "kind"],
+            registry=r,
         )
         self.completion_tokens = Counter(
-            "glimpse_completion_tokens", "Completion tokens billed", ["model"], registry=r
+            "glimpse_completion_tokens",
+            "Completion tokens billed, by model and kind of call (answer or summary)",
+            ["model", "kind"],
+            registry=r,
         )
-        self.cost = Counter("glimpse_cost_usd", "Model cost in US dollars", ["model"], registry=r)
+        self.cost = Counter(
+            "glimpse_cost_usd",
+            "Model cost in US dollars, by model and kind of call (answer or summary)",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.summaries = Counter(
+            "glimpse_summaries",
+            "Summaries of older turns, by result (made, failed or skipped)",
+            ["result"],
+            registry=r,
+        )
         self.images = Counter(
             "glimpse_images",
             "Images received, by result (processed or refused)",
@@ -132,12 +153,20 @@ class Metrics:
         if outcome.request is not None:
             self.answer.labels(platform).observe(seconds)
         if outcome.usage is not None:
-            self._usage(outcome.usage)
+            self._usage(outcome.usage, "answer")
 
-    def _usage(self, usage: Usage) -> None:
-        self.prompt_tokens.labels(usage.model).inc(usage.prompt_tokens)
-        self.completion_tokens.labels(usage.model).inc(usage.completion_tokens)
-        self.cost.labels(usage.model).inc(max(0.0, usage.cost))
+    def summary(self, result: str, usage: Usage | None = None) -> None:
+        """One summary call's result (made, failed or skipped) and, if billed, its usage."""
+        if result not in SUMMARY_RESULTS:
+            raise ValueError(f"a summary result is one of {SUMMARY_RESULTS}, not {result!r}")
+        self.summaries.labels(result).inc()
+        if usage is not None:
+            self._usage(usage, "summary")
+
+    def _usage(self, usage: Usage, kind: CallKind) -> None:
+        self.prompt_tokens.labels(usage.model, kind).inc(usage.prompt_tokens)
+        self.completion_tokens.labels(usage.model, kind).inc(usage.completion_tokens)
+        self.cost.labels(usage.model, kind).inc(max(0.0, usage.cost))
 
 
 class _RetryWatch(logging.Filter):

@@ -16,16 +16,17 @@ import pytest
 from PIL import Image
 
 from bot.app import build_conversations
-from bot.budgets import CHANNEL_OVER, USER_OVER, WORKSPACE_OVER
+from bot.budgets import CHANNEL_OVER, USER_OVER, WORKSPACE_OVER, Budgets
 from bot.config import Secrets, Settings
 from bot.conversations import Conversations, Status
 from bot.images import ImagePipeline
-from bot.ledger import LedgerEntry, Payer, utc_day
+from bot.ledger import CallKind, LedgerEntry, Payer, utc_day
 from bot.ledger_memory import MemoryLedger
 from bot.ledger_sqlite import SQLiteLedger
 from bot.messages import ConversationKey, ImageRef, IncomingMessage
 from bot.openrouter import OpenRouterClient
 from bot.store import MemoryStore, StoreError
+from bot.turns import Usage
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 from tests.test_conversations import RecordingSink
 
@@ -62,11 +63,16 @@ def _message(
 
 
 def _spent(
-    cost: float, *, user: str = "u9", channel: str = "c1", workspace: str = "w1", day: str = ""
+    cost: float,
+    *,
+    user: str = "u9",
+    channel: str = "c1",
+    workspace: str = "w1",
+    day: str = "",
+    kind: CallKind = "answer",
 ) -> LedgerEntry:
-    return LedgerEntry(
-        day or utc_day(), Payer("test", workspace, channel, user), MODEL, 1000, 100, cost, 0
-    )
+    payer = Payer("test", workspace, channel, user)
+    return LedgerEntry(day or utc_day(), payer, MODEL, 1000, 100, cost, 0, kind)
 
 
 @pytest.fixture
@@ -199,6 +205,19 @@ async def test_answers_themselves_use_up_the_budget(fake: FakeOpenRouter, tmp_pa
     assert len(fake.chat_requests) == 1
 
 
+async def test_a_summary_is_recorded_as_its_own_kind_and_uses_up_the_budget() -> None:
+    ledger = MemoryLedger()
+    await ledger.open()
+    budgets = Budgets(Settings(daily_budget_user_usd=0.5), ledger)
+    message = _message(user="u1")
+
+    await budgets.record(message, Usage(MODEL, 800, 60, 0.5), 0, kind="summary")
+
+    [entry] = ledger.entries
+    assert (entry.kind, entry.cost, entry.payer.user) == ("summary", 0.5, "u1")
+    assert await budgets.refusal(message) == USER_OVER
+
+
 class _UnreachableLedger(MemoryLedger):
     async def spend(self, day: str, payer: Payer) -> Any:
         raise StoreError("ledger down")
@@ -225,24 +244,46 @@ async def test_an_unreachable_ledger_does_not_stop_answers(
     assert "budgets unchecked (ledger down)" in caplog.text
 
 
+async def _glimpse_usage(tmp_path: Path, *args: str) -> list[str]:
+    """`glimpse usage ARGS` on the store in tmp_path, as an operator runs it; its output lines."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIMPSE_", "OPENROUTER_"))}
+    env["GLIMPSE_STORE_URL"] = f"sqlite:///{tmp_path / 'glimpse.db'}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "usage", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    return out.decode().splitlines()
+
+
 async def test_usage_prints_an_aligned_table_of_the_recent_days(
     tmp_path: Path, ledger: SQLiteLedger
 ) -> None:
     await ledger.record(_spent(0.125, user="u1"))
     await ledger.record(_spent(0.25, user="u2", day=utc_day(time.time() - 2 * 86400)))
     await ledger.record(_spent(9.0, user="u3", day=utc_day(time.time() - 30 * 86400)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLIMPSE_", "OPENROUTER_"))}
-    env["GLIMPSE_STORE_URL"] = f"sqlite:///{tmp_path / 'glimpse.db'}"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "usage", "--days", "7", "--by", "user",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
 
-    assert process.returncode == 0, err.decode()
-    title, *table = out.decode().splitlines()
+    title, *table = await _glimpse_usage(tmp_path, "--days", "7", "--by", "user")
+
     assert title.startswith("Usage from ") and title.endswith(f"{utc_day()} (UTC), by user:")
     assert len({len(line) for line in table}) == 1, table  # every line equally wide
-    assert table[0].split()[:2] == ["user", "answers"]
+    assert table[0].split()[:3] == ["user", "answers", "summaries"]
     assert [line.split()[0] for line in table[2:-2]] == ["test:u2", "test:u1"]  # biggest first
-    assert table[-1].split() == ["total", "2", "2,000", "200", "0", "$0.375000"]
+    assert table[-1].split() == ["total", "2", "0", "2,000", "200", "0", "$0.375000"]
+
+
+async def test_usage_by_kind_shows_answers_and_summaries_apart(
+    tmp_path: Path, ledger: SQLiteLedger
+) -> None:
+    await ledger.record(_spent(0.125, user="u1"))
+    await ledger.record(_spent(0.25, user="u1", kind="summary"))
+
+    title, *table = await _glimpse_usage(tmp_path, "--days", "1", "--by", "kind")
+
+    assert title.endswith("(UTC), by kind:")
+    assert [line.split() for line in table[2:-2]] == [
+        ["summary", "0", "1", "1,000", "100", "0", "$0.250000"],
+        ["answer", "1", "0", "1,000", "100", "0", "$0.125000"],
+    ]
+    assert table[-1].split() == ["total", "1", "1", "2,000", "200", "0", "$0.375000"]

@@ -137,6 +137,45 @@ async def test_forget_user_anonymises_entries_but_keeps_the_totals(ledger: Ledge
         await ledger.forget_user("")
 
 
+async def test_a_summary_costs_and_counts_toward_budgets_but_is_not_an_answer(
+    ledger: Ledger,
+) -> None:
+    await ledger.record(entry(ALICE, cost=0.25))
+    await ledger.record(entry(ALICE, cost=0.5, kind="summary", prompt_tokens=900, images=0))
+
+    assert (await ledger.spend(DAY, ALICE)).user == pytest.approx(0.75)
+    [day] = await ledger.usage(DAY, DAY, "day")
+    assert (day.answers, day.summaries) == (1, 1)
+    assert (day.prompt_tokens, day.completion_tokens, day.images) == (1000, 40, 1)
+    assert day.cost == pytest.approx(0.75)
+    [user] = await ledger.usage(DAY, DAY, "user")
+    assert (user.group, user.answers, user.summaries) == ("slack:U_ALICE", 1, 1)
+
+
+async def test_usage_by_kind_has_one_row_per_kind_of_call(ledger: Ledger) -> None:
+    await ledger.record(entry(ALICE, cost=0.25))
+    await ledger.record(entry(BOB, cost=0.25, day="2025-03-13"))
+    await ledger.record(entry(ALICE, cost=1.0, kind="summary", prompt_tokens=900, images=0))
+
+    rows = await ledger.usage("2025-03-13", DAY, "kind")
+
+    kinds = [(r.group, r.answers, r.summaries, r.prompt_tokens, r.images) for r in rows]
+    assert kinds == [("summary", 0, 1, 900, 0), ("answer", 2, 0, 200, 2)]  # biggest cost first
+    assert [r.cost for r in rows] == [pytest.approx(1.0), pytest.approx(0.5)]
+    assert await ledger.usage("2025-03-15", "2025-03-15", "kind") == []
+
+
+async def test_forget_user_anonymises_summaries_too_and_counts_answers(ledger: Ledger) -> None:
+    await ledger.record(entry(ALICE, cost=0.25))
+    await ledger.record(entry(ALICE, cost=0.5, kind="summary"))
+
+    assert await ledger.forget_user("U_ALICE") == 1
+
+    [user] = await ledger.usage(DAY, DAY, "user")
+    assert (user.group, user.answers, user.summaries) == ("slack:(forgotten)", 1, 1)
+    assert (await ledger.spend(DAY, ALICE)).user == 0.0
+
+
 async def test_a_closed_ledger_raises_store_error(ledger: Ledger) -> None:
     await ledger.close()
     with pytest.raises(StoreError):
@@ -173,6 +212,44 @@ async def test_sqlite_ledger_shares_the_store_file_without_touching_its_schema(
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+async def test_a_sqlite_ledger_made_before_summaries_opens_with_its_rows_as_answers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "glimpse.db"
+    with closing(sqlite3.connect(path)) as db, db:  # the table as Glimpse made it before kinds
+        db.execute(
+            "CREATE TABLE ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, "
+            "platform TEXT NOT NULL, workspace TEXT NOT NULL, channel TEXT NOT NULL, "
+            "user_id TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, "
+            "completion_tokens INTEGER NOT NULL, cost REAL NOT NULL, images INTEGER NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO ledger (day, platform, workspace, channel, user_id, model, "
+            "prompt_tokens, completion_tokens, cost, images) "
+            "VALUES (?, 'slack', 'T1', 'C1', 'U_ALICE', 'm', 100, 20, 0.25, 1)",
+            (utc_day(),),
+        )
+    for _ in range(2):  # the second open finds the column already added
+        ledger = SQLiteLedger(path)
+        await ledger.open()
+        await ledger.record(entry(day=utc_day(), kind="summary", cost=0.5))
+        await ledger.close()
+
+    await ledger.open()
+    try:
+        [day] = await ledger.usage(utc_day(), utc_day(), "day")
+        kinds = {
+            r.group: (r.answers, r.summaries)
+            for r in await ledger.usage(utc_day(), utc_day(), "kind")
+        }
+        spend = await ledger.spend(utc_day(), ALICE)
+    finally:
+        await ledger.close()
+    assert (day.answers, day.summaries, day.cost) == (1, 2, pytest.approx(1.25))
+    assert kinds == {"answer": (1, 0), "summary": (0, 2)}
+    assert spend.user == pytest.approx(1.25)
+
+
 async def test_sqlite_ledger_drops_entries_past_the_retention_on_open(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "glimpse.db")
     await ledger.open()
@@ -195,7 +272,7 @@ async def test_redis_ledger_keys_expire_after_the_retention() -> None:
     try:
         await ledger.record(entry())
         keys = [key async for key in client.scan_iter(match=f"{prefix}:ledger:*")]
-        assert len(keys) == 5  # one hash per dimension: day, workspace, channel, user, model
+        assert len(keys) == 6  # one hash per dimension: day, workspace, channel, user, model, kind
         for key in keys:
             ttl = await client.ttl(key)
             assert RETENTION_DAYS * 86400 - 60 < ttl <= RETENTION_DAYS * 86400
@@ -203,6 +280,33 @@ async def test_redis_ledger_keys_expire_after_the_retention() -> None:
         await client.aclose()
         await ledger.close()
         await delete_prefix(prefix)
+
+
+async def test_redis_days_recorded_before_summaries_read_as_answers() -> None:
+    prefix, url = unique_prefix(), require_redis()
+    ledger = RedisLedger(url, prefix=prefix)
+    await ledger.open()
+    client = aioredis.from_url(url)
+    old = {"answers": 2, "prompt": 200, "completion": 40, "cost": 0.5, "images": 1}
+    members = {"day": DAY, "user": "slack:U_ALICE", "model": "m"}  # as written before kinds
+    try:
+        for dimension, member in members.items():
+            fields = {f"{member}|{metric}": value for metric, value in old.items()}
+            key = f"{prefix}:ledger:{DAY}:{dimension}"
+            await client.hset(key, mapping=fields)  # type: ignore[arg-type]
+        await ledger.record(entry(ALICE, cost=0.25, kind="summary", prompt_tokens=300))
+
+        [day] = await ledger.usage(DAY, DAY, "day")
+        kinds = await ledger.usage(DAY, DAY, "kind")
+        spend = await ledger.spend(DAY, ALICE)
+    finally:
+        await client.aclose()
+        await ledger.close()
+        await delete_prefix(prefix)
+    assert (day.answers, day.summaries, day.prompt_tokens, day.cost) == (2, 1, 500, 0.75)
+    rows = [(r.group, r.answers, r.summaries, r.prompt_tokens, r.cost) for r in kinds]
+    assert rows == [("answer", 2, 0, 200, 0.5), ("summary", 0, 1, 300, 0.25)]
+    assert spend.user == pytest.approx(0.75)
 
 
 async def test_an_unreachable_redis_is_a_store_error() -> None:

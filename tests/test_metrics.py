@@ -24,6 +24,7 @@ from bot.messages import ConversationKey, ImageRef, IncomingMessage
 from bot.metrics import Metrics
 from bot.openrouter import OpenRouterClient
 from bot.store import MemoryStore
+from bot.turns import Usage
 from tests.fakes.openrouter import FAKE_API_KEY, LLAMA_VISION_MODEL, FakeOpenRouter
 from tests.test_conversations import RecordingSink
 
@@ -119,12 +120,11 @@ async def test_metrics_expose_messages_latency_tokens_cost_images_and_dedup(
     assert _value(samples, "glimpse_answer_seconds_count", platform="test") == 1
     assert _value(samples, "glimpse_answer_seconds_sum", platform="test") > 0
     usage = answered.usage
-    model = LLAMA_VISION_MODEL
-    assert _value(samples, "glimpse_prompt_tokens_total", model=model) == usage.prompt_tokens
-    assert (
-        _value(samples, "glimpse_completion_tokens_total", model=model) == usage.completion_tokens
-    )
-    assert _value(samples, "glimpse_cost_usd_total", model=model) == pytest.approx(usage.cost)
+    answer = {"model": LLAMA_VISION_MODEL, "kind": "answer"}
+    assert _value(samples, "glimpse_prompt_tokens_total", **answer) == usage.prompt_tokens
+    assert _value(samples, "glimpse_completion_tokens_total", **answer) == usage.completion_tokens
+    assert _value(samples, "glimpse_cost_usd_total", **answer) == pytest.approx(usage.cost)
+    assert _value(samples, "glimpse_summaries_total", result="made") == 0
     assert _value(samples, "glimpse_images_total", result="processed") == 1
     assert _value(samples, "glimpse_images_total", result="refused") == 1
     assert _value(samples, "glimpse_model_retries_total", layer="sdk") == 0
@@ -194,6 +194,24 @@ async def test_queued_and_in_flight_gauges_follow_the_answers(
     assert _value(during, "glimpse_messages_queued") == 1  # same thread: waits its turn
     assert _value(after, "glimpse_answers_in_flight") == 0
     assert _value(after, "glimpse_messages_queued") == 0
+
+
+def test_summaries_are_counted_by_result_and_their_usage_by_kind() -> None:
+    metrics = Metrics()
+    metrics.summary("made", Usage("m", prompt_tokens=900, completion_tokens=80, cost=0.002))
+    metrics.summary("failed", Usage("m", prompt_tokens=700))  # billed, then the call broke
+    metrics.summary("skipped")
+    value = metrics.registry.get_sample_value
+
+    for result in ("made", "failed", "skipped"):
+        assert value("glimpse_summaries_total", {"result": result}) == 1
+    summary = {"model": "m", "kind": "summary"}
+    assert value("glimpse_prompt_tokens_total", summary) == 1600
+    assert value("glimpse_completion_tokens_total", summary) == 80
+    assert value("glimpse_cost_usd_total", summary) == pytest.approx(0.002)
+    assert value("glimpse_prompt_tokens_total", {"model": "m", "kind": "answer"}) is None
+    with pytest.raises(ValueError):
+        metrics.summary("made it")
 
 
 def test_each_service_counts_in_its_own_registry() -> None:
