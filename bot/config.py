@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     data_dir: str = ""
     retention_days: int = Field(default=30, ge=0)  # 0 keeps turns forever
     history_turns: int = Field(default=200, ge=2)  # most turns loaded per request before budgeting
+    summaries: bool = True  # fold turns that no longer fit into a model-written summary
+    summary_share: float = Field(default=0.2, ge=0.05, le=0.5)  # of the prompt budget, at most
 
     # --- access and limits ---
     allow_users: CommaList = Field(default_factory=list)

@@ -7,11 +7,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.tokens import TokenCounter
-from bot.turns import PreparedImage, Turn
+from bot.turns import PreparedImage, Summary, Turn
 
-__all__ = ["Budget", "ContextBuilder", "ContextError", "ModelRequest"]
+__all__ = [
+    "SUMMARY_HEADER",
+    "Budget",
+    "ContextBuilder",
+    "ContextError",
+    "ModelRequest",
+    "rendered",
+    "spoken",
+    "system_text",
+]
 
 TRUNCATION_MARK = " […]"
+SUMMARY_HEADER = (
+    "\n\nSummary of the earlier part of this conversation (those messages are no longer shown):\n"
+)
 # Below this many tokens for the new message's text, shortening it would leave nothing worth sending.
 MIN_USER_TEXT_TOKENS = 16
 
@@ -41,16 +53,40 @@ class ModelRequest:
     prompt_tokens: int  # counted exactly, <= budget
     budget: int
     history_turns: int  # older turns that fit
-    history_dropped: int  # older turns left out
+    history_dropped: int  # older turns left out, and not covered by the summary
     images: tuple[PreparedImage, ...]  # sent with this request (newest first)
     user_text_shortened: bool
+    summary_tokens: int = 0  # the summary's text, sent in the system message (0: none)
+    history_summarised: int = 0  # older turns the summary stands for, not sent themselves
 
 
 def image_note(image: PreparedImage, *, visible: bool) -> str:
     """The words that stand beside (or in place of) an image in the prompt."""
     if visible:
         return f"[attached image: {image.label}]\n"
+    if image.caption:
+        return (
+            f"[an image was attached here ({image.label}); it is no longer visible. "
+            f'What you said about it then: "{image.caption}"]\n'
+        )
     return f"[an image was attached here ({image.label}); it is no longer visible]\n"
+
+
+def system_text(system_prompt: str, summary: Summary | None) -> str:
+    """The system message: the prompt, then the summary of what no longer fits, if there is one."""
+    return f"{system_prompt}{SUMMARY_HEADER}{summary.text}" if summary else system_prompt
+
+
+def spoken(speaker: str, text: str) -> str:
+    """The text as the model reads it: "speaker: text", or the text alone without a speaker."""
+    return f"{speaker}: {text}" if speaker else text
+
+
+def rendered(turn: Turn, text: str, *, visible: bool) -> str:
+    """A turn's text as the model reads it: speaker prefix, image note, text."""
+    if turn.image is None:
+        return spoken(turn.speaker, text)
+    return spoken(turn.speaker, image_note(turn.image, visible=visible) + text)
 
 
 class ContextBuilder:
@@ -69,9 +105,27 @@ class ContextBuilder:
         self._images_per_request = images_per_request
         self._image_tokens = image_tokens
 
-    def build(self, system_prompt: str, history: Sequence[Turn], new_turn: Turn) -> ModelRequest:
+    @property
+    def budget(self) -> Budget:
+        return self._budget
+
+    def build(
+        self,
+        system_prompt: str,
+        history: Sequence[Turn],
+        new_turn: Turn,
+        *,
+        summary: Summary | None = None,
+    ) -> ModelRequest:
+        """The request; turns the summary covers (created at or before its `through`) are left out."""
         limit = self._budget.prompt_tokens
-        fixed = self._counter.dialog_overhead() + self._counter.message("system", system_prompt)
+        system = system_text(system_prompt, summary)
+        fixed = self.fixed_cost(system)
+        summarised = 0
+        if summary is not None:
+            kept_history = [turn for turn in history if turn.created_at > summary.through]
+            summarised = len(history) - len(kept_history)
+            history = kept_history
         new_text, shortened = self._fit_new_turn(new_turn, limit - fixed)
         new_turn_tokens = self._cost(new_turn, new_text, visible=new_turn.image is not None)
         used = fixed + new_turn_tokens
@@ -89,7 +143,7 @@ class ContextBuilder:
                 images_left -= 1
         kept.reverse()
 
-        messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         messages += [self._message(turn, turn.text, visible) for turn, visible in kept]
         messages.append(self._message(new_turn, new_text, new_turn.image is not None))
         sent = [t.image for t, v in kept if v and t.image is not None]
@@ -107,16 +161,30 @@ class ContextBuilder:
             history_dropped=len(history) - len(kept),
             images=tuple(reversed(sent)),
             user_text_shortened=shortened,
+            summary_tokens=summary.tokens if summary else 0,
+            history_summarised=summarised,
         )
+
+    def fixed_cost(self, system: str) -> int:
+        """Tokens every request pays before its turns: the dialog's frame and the system message."""
+        return self._counter.dialog_overhead() + self._counter.message("system", system)
+
+    def history_cost(self, turn: Turn) -> int:
+        """What an older turn costs when it is sent without its image (the most it costs as history)."""
+        return self._cost(turn, turn.text, visible=False, counted=turn.tokens)
 
     def _cost(self, turn: Turn, text: str, *, visible: bool, counted: int | None = None) -> int:
         if turn.image is None:
-            return counted if counted is not None else self._counter.message(turn.role, text)
-        # Counted as sent: the note and the text are one string, so count them together.
-        note = image_note(turn.image, visible=visible)
+            if counted is not None:
+                return counted
+            return self._counter.message(turn.role, rendered(turn, text, visible=False))
+        # Counted as sent: the prefix, the note and the text are one string, so count them together.
         images = 1 if visible else 0
         return self._counter.message(
-            turn.role, note + text, images=images, image_tokens=self._image_tokens
+            turn.role,
+            rendered(turn, text, visible=visible),
+            images=images,
+            image_tokens=self._image_tokens,
         )
 
     def _fit_new_turn(self, turn: Turn, room: int) -> tuple[str, bool]:
@@ -139,16 +207,14 @@ class ContextBuilder:
 
     @staticmethod
     def _message(turn: Turn, text: str, visible: bool) -> dict[str, Any]:
-        if turn.image is None:
-            return {"role": turn.role, "content": text}
-        note = image_note(turn.image, visible=visible)
-        if not visible:
-            return {"role": turn.role, "content": note + text}
+        content = rendered(turn, text, visible=visible)
+        if turn.image is None or not visible:
+            return {"role": turn.role, "content": content}
         # Meta's format: the image attends only to the text after it, so the image part comes first.
         return {
             "role": turn.role,
             "content": [
                 {"type": "image_url", "image_url": {"url": turn.image.data_url()}},
-                {"type": "text", "text": note + text},
+                {"type": "text", "text": content},
             ],
         }

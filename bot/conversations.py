@@ -20,19 +20,20 @@ from bot.budgets import Budgets
 from bot.config import Settings
 from bot.context import Budget, ContextBuilder, ContextError, ModelRequest
 from bot.health import Readiness
-from bot.images import ImagePipeline, PreparedBatch
+from bot.images import ImagePipeline
 from bot.images.errors import display_name
 from bot.leases import Leases, LocalLeases
 from bot.ledger import Ledger
 from bot.ledger_memory import MemoryLedger
-from bot.messages import ConversationKey, IncomingMessage, ReplySink
+from bot.memory import SPEAKERS_NOTE, Summarizer, TurnMaker, forwarded_text
+from bot.messages import ConversationKey, ImageRef, IncomingMessage, QuotedMessage, ReplySink
 from bot.metrics import Metrics
 from bot.openrouter import ModelError, OpenRouterClient, StreamEnd, TextDelta
 from bot.ratelimit import RateLimiter, SlidingWindowLimiter
 from bot.shutdown import Gate
 from bot.store import Store, StoreError
 from bot.tokens import TokenCounter
-from bot.turns import Turn, Usage
+from bot.turns import PreparedImage, Summary, Turn, Usage
 
 __all__ = ["Conversations", "Outcome", "Status"]
 
@@ -42,6 +43,7 @@ DEDUP_TTL_SECONDS = 24 * 3600
 LOCAL_CLAIMS = 10_000  # ids this process remembers itself, for dedup while the store is down
 PRUNE_INTERVAL_SECONDS = 3600
 DEFAULT_IMAGE_QUESTION = "What is in this image?"
+DEFAULT_QUOTE_QUESTION = "What can you tell me about this message?"
 EMPTY_MESSAGE_HINT = "Ask me a question, or attach an image and I'll tell you what I see."
 MEMORY_DOWN_NOTE = (
     "I can't reach my memory right now, so I'm answering without our earlier messages."
@@ -69,6 +71,15 @@ class Status(enum.Enum):
     OVER_BUDGET = "over_budget"  # today's budget of the user, channel or workspace is spent
     DRAINING = "draining"  # the process is shutting down; the user was asked to try again
     BUSY = "busy"  # no model-call slot freed up in time; the user was asked to try again
+
+
+@dataclass(frozen=True, slots=True)
+class _Memory:
+    """What a request was built from: the stored turns, their summary, the system prompt without it."""
+
+    history: list[Turn]
+    summary: Summary | None
+    system: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +121,7 @@ class Conversations:
         self._leases: Leases = leases if leases is not None else LocalLeases()
         self._maintenance: asyncio.Task[None] | None = None
         self._budgets = Budgets(settings, ledger if ledger is not None else MemoryLedger())
+        self._turns = TurnMaker(self._counter)
         self._gate = Gate()
         self._local_claims: OrderedDict[str, None] = OrderedDict()
         self.admission = Admission(
@@ -117,6 +129,14 @@ class Conversations:
         )
         self.metrics = metrics if metrics is not None else Metrics()
         self.readiness = Readiness()  # adapters report: readiness.set("slack", True)
+        self._summaries = Summarizer(
+            store=store,
+            client=client,
+            counter=self._counter,
+            budgets=self._budgets,
+            metrics=self.metrics,
+            share=settings.summary_share,
+        )
 
     # --- life cycle ---
 
@@ -129,6 +149,7 @@ class Conversations:
             self._maintenance = asyncio.create_task(self._prune_forever(), name="glimpse-prune")
 
     async def close(self) -> None:
+        await self._summaries.close()
         if self._maintenance is not None:
             self._maintenance.cancel()
             self._maintenance = None
@@ -165,7 +186,8 @@ class Conversations:
                 return Outcome(Status.FAILED, INTERNAL_ERROR)
 
     async def reset(self, key: ConversationKey) -> bool:
-        """Forget a conversation; False if the store could not be reached."""
+        """Forget a conversation (its turns and summary); False if the store could not be reached."""
+        self._summaries.forget(key)
         try:
             await self._store.reset(key)
         except StoreError as exc:
@@ -204,6 +226,10 @@ class Conversations:
         """Raise StoreError if the memory store cannot be used right now."""
         await self._store.ping()
 
+    async def idle(self) -> None:
+        """Wait for the background work answers leave behind (summaries) to finish."""
+        await self._summaries.idle()
+
     # --- the pipeline ---
 
     async def _admit_and_answer(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
@@ -231,23 +257,25 @@ class Conversations:
         notes: list[str] = []
         if message.other_files:
             notes.append(f"I can only read images, so I skipped {_names(message.other_files)}.")
-        batch = await self._prepare_images(message, notes)
-        text = _readable(message.text)
-        if not text and not batch.images:
+        images, replies = await self._prepare_images(message, notes)
+        text = forwarded_text(_readable(message.text), message)
+        if not text and not images and not replies:
             reply = " ".join(notes) if notes else EMPTY_MESSAGE_HINT
             await sink.notice(reply)
             return Outcome(Status.REJECTED, reply)
         if not text:
-            text = DEFAULT_IMAGE_QUESTION
+            text = DEFAULT_IMAGE_QUESTION if images else DEFAULT_QUOTE_QUESTION
 
-        history = await self._load_history(message.key, notes)
-        new_turns = self._user_turns(message, text, batch)
+        memory = await self._load_memory(message, notes)
+        known = {turn.message_id for turn in memory.history if turn.message_id}
+        new_turns = self._turns.user_turns(message, text, images, replies, known_ids=known)
         builder = await self._ensure_builder()
         try:
             request = builder.build(
-                self._settings.system_prompt_for(message.parent_channel or message.key.channel),
-                [*history, *new_turns[:-1]],
+                memory.system,
+                [*memory.history, *new_turns[:-1]],
                 new_turns[-1],
+                summary=self._summaries.fits(memory.summary, builder),
             )
         except ContextError as exc:
             log.error("cannot build a request for %s: %s", message.key, exc)
@@ -257,7 +285,7 @@ class Conversations:
             notes.append(SHORTENED_NOTE)
         if notes:
             await sink.notice(" ".join(notes))
-        return await self._stream(message, sink, request, new_turns)
+        return await self._stream(message, sink, request, new_turns, memory)
 
     async def _stream(
         self,
@@ -265,6 +293,7 @@ class Conversations:
         sink: ReplySink,
         request: ModelRequest,
         new_turns: list[Turn],
+        memory: _Memory,
     ) -> Outcome:
         # The platform's "working" signal (a reaction, a thread, typing) goes out beside the model
         # request instead of before it, so its round trip is not added to every answer; the sink
@@ -324,12 +353,20 @@ class Conversations:
             else answer
         )
         await sink.finish(final)
-        await self._remember(message.key, [*new_turns, self._assistant_turn(answer, usage)], sink)
+        turns = [
+            *self._turns.with_captions(new_turns, answer, request.images),
+            self._turns.assistant_turn(answer, usage),
+        ]
         if usage is not None:
             await self._budgets.record(message, usage, len(request.images))
+        if await self._remember(message.key, turns, sink) and self._settings.summaries:
+            builder = await self._ensure_builder()
+            self._summaries.consider(
+                message, builder, memory.system, [*memory.history, *turns], memory.summary
+            )
         log.info(
             "answered %s in %s: %d/%d prompt tokens counted/billed, %d completion, $%.6f, %d images, "
-            "%d older turns kept (%d dropped), first token %.2f s, total %.2f s",
+            "%d older turns kept (%d dropped, %d summarised), first token %.2f s, total %.2f s",
             message.message_id,
             message.key,
             request.prompt_tokens,
@@ -339,6 +376,7 @@ class Conversations:
             len(request.images),
             request.history_turns,
             request.history_dropped,
+            request.history_summarised,
             first_token or 0.0,
             time.perf_counter() - started,
         )
@@ -362,18 +400,52 @@ class Conversations:
             )
             return not seen_here
 
-    async def _prepare_images(self, message: IncomingMessage, notes: list[str]) -> PreparedBatch:
-        if not message.images:
-            return PreparedBatch(images=(), refusals=())
+    async def _prepare_images(
+        self, message: IncomingMessage, notes: list[str]
+    ) -> tuple[tuple[PreparedImage, ...], list[tuple[QuotedMessage, tuple[PreparedImage, ...]]]]:
+        """The message's own images (with those it forwards), and each quoted reply with its images."""
+        forwarded = [ref for q in message.quoted if q.kind == "forward" for ref in q.images]
+        replies = [q for q in message.quoted if q.kind == "reply"]
+        own, *quoted = await asyncio.gather(
+            self._prepare(message.images + tuple(forwarded), notes),
+            *(self._prepare(quote.images, notes) for quote in replies),
+        )
+        kept = [
+            (quote, images)
+            for quote, images in zip(replies, quoted, strict=True)
+            if images or quote.text.strip()
+        ]
+        return own, kept
+
+    async def _prepare(
+        self, refs: tuple[ImageRef, ...], notes: list[str]
+    ) -> tuple[PreparedImage, ...]:
+        if not refs:
+            return ()
         if not self._reads_images:
-            notes.append(
-                f"The model I use ({self._settings.model}) can't read images, so I ignored them."
-            )
-            return PreparedBatch(images=(), refusals=())
-        batch = await self._images.prepare(message.images)
+            note = f"The model I use ({self._settings.model}) can't read images, so I ignored them."
+            if note not in notes:
+                notes.append(note)
+            return ()
+        batch = await self._images.prepare(refs)
         notes.extend(batch.refusals)
-        self.metrics.image_results(len(message.images) - len(batch.refusals), len(batch.refusals))
-        return batch
+        self.metrics.image_results(len(refs) - len(batch.refusals), len(batch.refusals))
+        return batch.images
+
+    async def _load_memory(self, message: IncomingMessage, notes: list[str]) -> _Memory:
+        """The stored turns, the summary of older ones, and the system prompt for this message."""
+        key = message.key
+        system = self._settings.system_prompt_for(message.parent_channel or key.channel)
+        if message.shared:
+            system += SPEAKERS_NOTE
+        history = await self._load_history(key, notes)
+        summary = None
+        if self._settings.summaries and history:
+            try:
+                summary = await self._store.load_summary(key)
+            except StoreError as exc:
+                log.warning("could not load the summary of %s: %s", key, exc)
+        return _Memory(history, summary, system)
 
     async def _load_history(self, key: ConversationKey, notes: list[str]) -> list[Turn]:
         try:
@@ -383,12 +455,14 @@ class Conversations:
             notes.append(MEMORY_DOWN_NOTE)
             return []
 
-    async def _remember(self, key: ConversationKey, turns: Sequence[Turn], sink: ReplySink) -> None:
+    async def _remember(self, key: ConversationKey, turns: Sequence[Turn], sink: ReplySink) -> bool:
         try:
             await self._store.append(key, turns)
         except StoreError as exc:
             log.warning("could not store turns of %s: %s", key, exc)
             await _tell(sink, NOT_SAVED_NOTE)
+            return False
+        return True
 
     async def _refuse_while_draining(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
         log.info("draining: message %s in %s not answered", message.message_id, message.key)
@@ -400,43 +474,6 @@ class Conversations:
             await self._budgets.ledger.open()
         except StoreError as exc:
             log.warning("the cost ledger is unavailable (%s); usage will not be recorded", exc)
-
-    def _user_turns(self, message: IncomingMessage, text: str, batch: PreparedBatch) -> list[Turn]:
-        """The new user turn; extra images (models that read several) come as turns just before it."""
-        now = time.time()
-        turns = [
-            Turn(
-                role="user",
-                text="",
-                tokens=self._counter.message("user", ""),
-                created_at=now,
-                author_id=message.author_id,
-                message_id=message.message_id,
-                image=image,
-            )
-            for image in batch.images[:-1]
-        ]
-        turns.append(
-            Turn(
-                role="user",
-                text=text,
-                tokens=self._counter.message("user", text),
-                created_at=now,
-                author_id=message.author_id,
-                message_id=message.message_id,
-                image=batch.images[-1] if batch.images else None,
-            )
-        )
-        return turns
-
-    def _assistant_turn(self, text: str, usage: Usage | None) -> Turn:
-        return Turn(
-            role="assistant",
-            text=text,
-            tokens=self._counter.message("assistant", text),
-            created_at=time.time(),
-            usage=usage,
-        )
 
     async def _ensure_builder(self) -> ContextBuilder:
         if self._builder is None:

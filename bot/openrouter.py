@@ -23,6 +23,7 @@ from bot.transport import RESPONSE_BODY, AiohttpTransport, ResponseBody
 from bot.turns import Usage
 
 __all__ = [
+    "Completion",
     "ErrorKind",
     "ModelError",
     "ModelInfo",
@@ -132,6 +133,15 @@ class ModelError(Exception):
         self.status = status
         self.code = code
         self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A whole (non-streamed) answer: its text, what it used and why it stopped."""
+
+    text: str
+    usage: Usage
+    finish_reason: str | None
 
 
 @dataclass
@@ -310,6 +320,58 @@ class OpenRouterClient:
             )
         except openai.OpenAIError as exc:
             raise self._error_from_sdk(exc, retryable=False) from None  # the SDK already retried
+
+    async def complete(
+        self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float | None = None
+    ) -> Completion:
+        """One non-streamed chat completion (summaries); the SDK retries as for streams; raises ModelError."""
+        body = self._chat_body(messages, max_tokens)
+        body["stream"] = False
+        del body["stream_options"]
+        if temperature is not None:
+            body["temperature"] = temperature
+        try:
+            response = await self._client.post(
+                self._chat_url, cast_to=object, body=body, options={"headers": NO_SDK_TELEMETRY}
+            )
+        except openai.OpenAIError as exc:
+            raise self._logged(self._error_from_sdk(exc)) from None
+        try:
+            return self._completion(response)
+        except ModelError as error:
+            raise self._logged(error) from None
+
+    def _completion(self, response: object) -> Completion:
+        """A JSON chat completion read; an `error` object or a missing message raises ModelError."""
+        if not isinstance(response, dict):
+            raise ModelError("bad_response", "the completion is not a JSON object")
+        if response.get("error"):
+            code, message = _error_fields(response["error"], fallback="error in the completion")
+            status = int(code) if code is not None and code.isdigit() else None
+            detail = f"error in the completion: code={code} message={self._clean(message)}"
+            if status is not None:
+                raise self._status_error(status, code, message, detail)
+            raise ModelError("bad_response", detail, code=code)
+        choices = response.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        reply = choice.get("message") if isinstance(choice, dict) else None
+        text = reply.get("content") if isinstance(reply, dict) else None
+        if not isinstance(text, str) or not isinstance(choice, dict):
+            raise ModelError("bad_response", "the completion has no message text")
+        if choice.get("finish_reason") == "error":
+            raise ModelError("stream_error", "the completion ended with finish_reason 'error'")
+        reported = response.get("usage")
+        usage: dict[str, Any] = reported if isinstance(reported, dict) else {}
+        return Completion(
+            text,
+            Usage(
+                model=str(response.get("model") or self._settings.model),
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                cost=float(usage.get("cost") or 0.0),
+            ),
+            choice.get("finish_reason"),
+        )
 
     def _chat_body(self, messages: list[dict[str, Any]], max_tokens: int) -> dict[str, Any]:
         """The streamed chat completion request, OpenRouter's own fields included."""
