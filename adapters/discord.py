@@ -11,6 +11,12 @@ import yarl
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord_commands import SlashCommands, build_tree, sync_commands
+from adapters.discord_quotes import (
+    RecentForwards,
+    forward_quotes,
+    is_reply,
+    reply_quote,
+)
 from adapters.discord_sink import (
     NO_MENTIONS,
     DiscordSink,
@@ -34,11 +40,13 @@ from adapters.discord_translate import (
 from bot.config import ConfigError, Secrets, Settings
 from bot.conversations import Conversations
 from bot.doctor import discord_invite_url
-from bot.messages import ConversationKey, IncomingMessage
+from bot.messages import ConversationKey, IncomingMessage, QuotedMessage
 
 __all__ = ["GlimpseDiscord", "apply_overrides", "create_client", "intent_help", "run_discord"]
 
 log = logging.getLogger("glimpse.discord")
+
+Quotes = tuple[QuotedMessage, ...]
 
 MAX_CHAIN_HOPS = 12  # messages walked up a reply chain to find its root after a restart
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
@@ -91,6 +99,7 @@ class GlimpseDiscord(discord.Client):
         self._conversations = conversations
         self._settings = settings
         self._chains = ReplyChains()
+        self._forwards = RecentForwards()
         self.tree = build_tree(self, SlashCommands(conversations, settings, self._chains))
         if gateway_override is not None:
             self._pin_gateway(gateway_override)
@@ -116,14 +125,18 @@ class GlimpseDiscord(discord.Client):
     async def on_message(self, message: discord.Message) -> None:
         if not self._from_a_person(message):
             return
+        assert self.user is not None
+        # Before any await, so messages are seen in the order the gateway sent them.
+        forwarded = forward_quotes(message, self.user.id)
+        commented = self._forwards.see(message, forwarded)
         if message.guild is None:
-            await self._direct(message)
+            await self._direct(message, forwarded)
             return
         channel = await self._channel_of(message)
         if isinstance(channel, discord.Thread):
-            await self._in_thread(message, channel)
+            await self._in_thread(message, channel, forwarded, commented)
         else:
-            await self._in_channel(message, channel)
+            await self._in_channel(message, channel, forwarded, commented)
 
     # --- routing ---
 
@@ -137,37 +150,52 @@ class GlimpseDiscord(discord.Client):
             and message.author.id != self.user.id
         )
 
-    async def _direct(self, message: discord.Message) -> None:
+    async def _direct(self, message: discord.Message, forwarded: Quotes) -> None:
+        """Every DM is answered (a forward too, on its own: no comment needs to bring it)."""
         if not self._settings.discord.allow_dms:
             log.debug("direct message %s ignored: DMs are off", message.id)
             return
-        incoming = self._incoming(message, dm_key(message.channel.id), parent=None, is_direct=True)
+        quoted = await self._quotes(message, forwarded)
+        incoming = self._incoming(
+            message, dm_key(message.channel.id), parent=None, quoted=quoted, is_direct=True
+        )
         await self._answer(message, incoming, in_channel(message.channel))
 
-    async def _in_thread(self, message: discord.Message, thread: discord.Thread) -> None:
+    async def _in_thread(
+        self,
+        message: discord.Message,
+        thread: discord.Thread,
+        forwarded: Quotes,
+        commented: Quotes,
+    ) -> None:
         """A mention, or any message in a thread the bot opened or has answered in."""
         assert message.guild is not None and self.user is not None
         key = root_key(message.guild.id, thread.id)
-        if not (
-            mentions_bot(message, self.user.id)
-            or thread.owner_id == self.user.id
-            or await self._conversations.is_active(key)
-        ):
+        followed = thread.owner_id == self.user.id or await self._conversations.is_active(key)
+        if not (followed or mentions_bot(message, self.user.id)):
             return
-        incoming = self._incoming(message, key, parent=thread.parent_id)
+        # In a followed thread the forward was answered itself; else the comment brings it.
+        quoted = await self._quotes(message, forwarded, () if followed else commented)
+        incoming = self._incoming(message, key, parent=thread.parent_id, quoted=quoted)
         await self._answer(message, incoming, in_channel(thread))
 
-    async def _in_channel(self, message: discord.Message, channel: Any) -> None:
+    async def _in_channel(
+        self, message: discord.Message, channel: Any, forwarded: Quotes, commented: Quotes
+    ) -> None:
         """A reply in a chain the bot answers, or a mention: a new thread (or a reply where threads can't be)."""
         assert message.guild is not None and self.user is not None
         root = await self._chain_root(message)
         if root is None and not mentions_bot(message, self.user.id):
             return
         root = root or message.id
-        incoming = self._incoming(message, root_key(message.guild.id, root), parent=channel.id)
+        quoted = await self._quotes(message, forwarded, commented)
+        incoming = self._incoming(
+            message, root_key(message.guild.id, root), parent=channel.id, quoted=quoted
+        )
         target: TargetFactory = reply_to(message)
         if root == message.id and isinstance(channel, discord.TextChannel):
-            target = thread_on(message, thread_name(incoming.text, incoming.images))
+            seen = [*incoming.images, *(image for quote in quoted for image in quote.images)]
+            target = thread_on(message, thread_name(incoming.text, seen))
         self._chains.remember(message.id, root)
         await self._answer(message, incoming, target, root=root)
 
@@ -192,13 +220,11 @@ class GlimpseDiscord(discord.Client):
         key: ConversationKey,
         *,
         parent: int | None,
+        quoted: Quotes,
         is_direct: bool = False,
     ) -> IncomingMessage:
         assert self.user is not None
         images, others = images_and_files(message)
-        replied = message.reference.resolved if message.reference else None
-        if not images and isinstance(replied, discord.Message):
-            images = images_and_files(replied)[0]  # "@Glimpse what is this?" in reply to a picture
         return IncomingMessage(
             key=key,
             message_id=str(message.id),
@@ -210,9 +236,40 @@ class GlimpseDiscord(discord.Client):
             author_roles=author_roles(message.author),
             parent_channel=str(parent) if parent is not None else None,
             is_direct=is_direct,
+            shared=not is_direct,  # a guild channel or thread: several people may talk
+            quoted=quoted,
         )
 
+    async def _quotes(
+        self, message: discord.Message, forwarded: Quotes, commented: Quotes = ()
+    ) -> Quotes:
+        """What the message brings: a forward it comments on, the person's message it replies to, its forwards."""
+        assert self.user is not None
+        replied = await self._replied(message)
+        if replied is None or replied.author.id == self.user.id:  # the bot's own: already in memory
+            return (*commented, *forwarded)
+        quote = reply_quote(replied, self.user.id)
+        if not (quote.text or quote.images or quote.other_files):  # a sticker, a system message
+            return (*commented, *forwarded)
+        return (*commented, quote, *forwarded)
+
     # --- lookups ---
+
+    async def _replied(self, message: discord.Message) -> discord.Message | None:
+        """The message this one replies to: as Discord resolved it, else fetched from this channel."""
+        if not is_reply(message):
+            return None
+        assert message.reference is not None and message.reference.message_id is not None
+        resolved = message.reference.resolved
+        if isinstance(resolved, discord.Message):
+            return resolved
+        if resolved is not None or message.reference.channel_id != message.channel.id:
+            return None  # deleted, or in another channel: never fetched across channels
+        try:
+            return await message.channel.fetch_message(message.reference.message_id)
+        except discord.HTTPException as exc:  # 403 no history access, 404 deleted
+            log.info("cannot read the message %s replies to: %s", message.id, exc)
+            return None
 
     async def _channel_of(self, message: discord.Message) -> Any:
         """The message's channel; fetched when the cache only has a partial one (is it a thread?)."""
@@ -228,8 +285,9 @@ class GlimpseDiscord(discord.Client):
         """The root of the reply chain this message continues, if the bot answers in that chain."""
         assert message.guild is not None and self.user is not None
         ref = message.reference
-        if ref is None or ref.message_id is None or ref.channel_id != message.channel.id:
+        if not is_reply(message) or ref is None or ref.channel_id != message.channel.id:
             return None
+        assert ref.message_id is not None
         known = self._chains.root_of(ref.message_id)
         if known is not None:
             return known

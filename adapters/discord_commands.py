@@ -128,6 +128,7 @@ class SlashCommands:
             author_roles=author_roles(interaction.user),
             parent_channel=parent,
             is_direct=interaction.guild_id is None,
+            shared=interaction.guild_id is not None,  # a guild thread: several people may talk
         )
         return incoming, target
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 import re
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 import discord
@@ -23,6 +23,7 @@ __all__ = [
     "mentions_bot",
     "readable_text",
     "root_key",
+    "snapshot_text",
     "thread_name",
 ]
 
@@ -61,17 +62,26 @@ def readable_text(message: discord.Message, bot_id: int) -> str:
     users = {user.id: user.display_name for user in message.mentions}
     roles = {role.id: role for role in message.role_mentions}
     channels = {channel.id: getattr(channel, "name", None) for channel in message.channel_mentions}
+    return _readable(message.content, bot_id, users.get, roles.get, channels.get)
 
-    def replace(match: re.Match[str]) -> str:
-        kind, target = match.group(1), int(match.group(2))
-        if kind in ("@", "@!"):
-            return "" if target == bot_id else f"@{users.get(target, 'someone')}"
-        if kind == "@&":
-            role = roles.get(target)
-            return "" if role is None or _is_bot_role(role, bot_id) else f"@{role.name}"
-        return f"#{channels.get(target) or 'channel'}"
 
-    return _MENTION.sub(replace, message.content).strip()
+def snapshot_text(
+    snapshot: discord.MessageSnapshot, guild: discord.Guild | None, bot_id: int
+) -> str:
+    """A forwarded message's text, its mentions named from what this server knows (a snapshot has no author)."""
+
+    def user_name(user_id: int) -> str | None:
+        member = guild.get_member(user_id) if guild is not None else None
+        return member.display_name if member is not None else None
+
+    def role(role_id: int) -> discord.Role | None:
+        return guild.get_role(role_id) if guild is not None else None
+
+    def channel_name(channel_id: int) -> str | None:
+        channel = guild.get_channel_or_thread(channel_id) if guild is not None else None
+        return channel.name if channel is not None else None
+
+    return _readable(snapshot.content, bot_id, user_name, role, channel_name)
 
 
 def author_roles(author: discord.User | discord.Member) -> tuple[str, ...]:
@@ -93,7 +103,9 @@ def attachment_image(attachment: discord.Attachment) -> ImageRef | None:
     )
 
 
-def images_and_files(message: discord.Message) -> tuple[tuple[ImageRef, ...], tuple[str, ...]]:
+def images_and_files(
+    message: discord.Message | discord.MessageSnapshot,
+) -> tuple[tuple[ImageRef, ...], tuple[str, ...]]:
     """Image attachments and image embeds' URLs as ImageRefs; names of the other attachments."""
     images: list[ImageRef] = []
     others: list[str] = []
@@ -134,6 +146,27 @@ class ReplyChains:
 
     def root_of(self, message_id: int) -> int | None:
         return self._roots.get(message_id)
+
+
+def _readable(
+    content: str,
+    bot_id: int,
+    user_name: Callable[[int], str | None],
+    role: Callable[[int], discord.Role | None],
+    channel_name: Callable[[int], str | None],
+) -> str:
+    """`content` with the bot's mentions removed and other user, role and channel mentions as names."""
+
+    def replace(match: re.Match[str]) -> str:
+        kind, target = match.group(1), int(match.group(2))
+        if kind in ("@", "@!"):
+            return "" if target == bot_id else f"@{user_name(target) or 'someone'}"
+        if kind == "@&":
+            found = role(target)
+            return "" if found is None or _is_bot_role(found, bot_id) else f"@{found.name}"
+        return f"#{channel_name(target) or 'channel'}"
+
+    return _MENTION.sub(replace, content).strip()
 
 
 def _is_bot_role(role: discord.Role, bot_id: int) -> bool:

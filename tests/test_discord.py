@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from PIL import Image
 
 from adapters.discord_commands import RESET_DONE
 from adapters.discord_translate import ReplyChains, root_key
 from adapters.split import split_message
 from bot.access import REFUSAL
 from bot.config import Settings
-from tests.discord_support import DiscordEnv, connected_discord
+from tests.discord_support import (
+    DiscordEnv,
+    connected_discord,
+    content_text,
+    open_thread,
+    png,
+    remembered,
+    requests_mentioning,
+    settle,
+    texts_in,
+)
 from tests.fakes.discord import (
     ALICE,
     BOB,
@@ -57,71 +63,6 @@ async def env() -> AsyncIterator[Env]:
             yield connected
 
 
-# --- helpers ---
-
-
-def png(color: str = "red") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), color).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-async def texts_in(env: Env, channel_id: int, expected: list[str]) -> list[dict[str, Any]]:
-    """Wait until the bot's messages in a channel read exactly `expected`."""
-
-    def done() -> list[dict[str, Any]] | None:
-        messages = env.fake.bot_messages(channel_id)
-        return messages if [m["content"] for m in messages] == expected else None
-
-    try:
-        return await env.fake.wait_for(done)
-    except TimeoutError:
-        shown = [m["content"][:80] for m in env.fake.bot_messages(channel_id)]
-        raise AssertionError(
-            f"bot messages in {channel_id}: {shown}, expected {len(expected)}"
-        ) from None
-
-
-def requests_mentioning(env: Env, text: str) -> list[dict[str, Any]]:
-    """Chat requests whose newest user turn contains `text`."""
-    return [
-        r.body for r in env.router.chat_requests if text in _content_text(r.body["messages"][-1])
-    ]
-
-
-def _content_text(message: dict[str, Any]) -> str:
-    content = message["content"]
-    if isinstance(content, str):
-        return content
-    return " ".join(part.get("text", "") for part in content if part.get("type") == "text")
-
-
-async def settle(env: Env) -> None:
-    """Let earlier events be handled: a DM is answered only after everything dispatched before it."""
-    await asyncio.sleep(0.1)
-    before = len(env.fake.bot_messages(DM_CHANNEL_ID))
-    await env.fake.user_message(DM_CHANNEL_ID, "ping")
-    await env.fake.wait_for(lambda: len(env.fake.bot_messages(DM_CHANNEL_ID)) > before)
-
-
-async def remembered(env: Env, root_id: int) -> None:
-    """Wait until the core has stored the conversation (it does so just after the final edit)."""
-    for _ in range(1000):
-        if await env.conversations.is_active(root_key(GUILD_ID, root_id)):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"conversation {root_id} was never stored")
-
-
-async def open_thread(env: Env, question: str) -> int:
-    """Mention the bot in #general; return the thread it answered in, once remembered."""
-    message = await env.fake.user_message(TEXT_CHANNEL_ID, question, mention_bot=True)
-    thread_id = int(message["id"])
-    await texts_in(env, thread_id, [env.router.reply])
-    await remembered(env, thread_id)
-    return thread_id
-
-
 # --- behaviour ---
 
 
@@ -141,7 +82,7 @@ async def test_mention_opens_a_thread_and_answers_there_with_the_image(env: Env)
     kinds = [part["type"] for part in parts]
     assert kinds[0] == "image_url" and "text" in kinds
     assert parts[0]["image_url"]["url"].startswith("data:image/")
-    assert f"<@{BOT_ID}>" not in _content_text(request["messages"][-1])
+    assert f"<@{BOT_ID}>" not in content_text(request["messages"][-1])
     assert env.fake.bot_messages(TEXT_CHANNEL_ID) == []  # nothing in the channel itself
     # The typing indicator showed in the thread until the first words.
     assert env.fake.calls_to("POST", f"/channels/{thread_id}/typing")
@@ -158,9 +99,12 @@ async def test_image_embed_and_replied_to_picture_reach_the_model(env: Env) -> N
         OTHER_CHANNEL_ID, "what breed?", mention_bot=True, reply_to=int(posted["id"])
     )
 
-    for question in ("look ", "what breed?"):
-        [request] = await env.fake.wait_for(lambda q=question: requests_mentioning(env, q))
-        assert request["messages"][-1]["content"][0]["type"] == "image_url"
+    [request] = await env.fake.wait_for(lambda: requests_mentioning(env, "look "))
+    assert request["messages"][-1]["content"][0]["type"] == "image_url"
+    # The replied-to picture comes as its author's turn, just before the question.
+    [request] = await env.fake.wait_for(lambda: requests_mentioning(env, "what breed?"))
+    replied = request["messages"][-2]
+    assert replied["content"][0]["type"] == "image_url" and "my dog" in content_text(replied)
 
 
 async def test_follow_up_in_the_thread_without_mention_keeps_memory(env: Env) -> None:
@@ -170,8 +114,8 @@ async def test_follow_up_in_the_thread_without_mention_keeps_memory(env: Env) ->
     await texts_in(env, thread_id, [env.router.reply, env.router.reply])
 
     [request] = requests_mentioning(env, "what colour is it?")
-    history = [(m["role"], _content_text(m)) for m in request["messages"]]
-    assert ("user", "describe the boat") in history
+    history = [(m["role"], content_text(m)) for m in request["messages"]]
+    assert ("user", "Alice: describe the boat") in history  # several people: turns carry names
     assert ("assistant", env.router.reply) in history
 
 
@@ -257,7 +201,7 @@ async def test_reset_forgets_the_thread(env: Env) -> None:
     await env.fake.user_message(thread_id, "what did I ask before?")
     await texts_in(env, thread_id, [env.router.reply, env.router.reply])
     [request] = requests_mentioning(env, "what did I ask before?")
-    assert all("lighthouse" not in _content_text(m) for m in request["messages"])
+    assert all("lighthouse" not in content_text(m) for m in request["messages"])
 
 
 async def test_long_answer_is_split_in_three_without_breaking_a_code_block(env: Env) -> None:
@@ -339,8 +283,8 @@ async def test_thread_creation_forbidden_falls_back_to_replies_that_continue(env
 
     assert env.fake.calls_to("GET", f"/channels/{LOCKED_CHANNEL_ID}/messages/")
     [request] = requests_mentioning(env, "and after a restart?")
-    history = [_content_text(m) for m in request["messages"]]
-    assert "why no threads?" in history and "tell me more" in history
+    history = [content_text(m) for m in request["messages"]]
+    assert "Alice: why no threads?" in history and "Bob: tell me more" in history
 
 
 async def test_mention_in_a_voice_channel_chat_is_answered_by_reply(env: Env) -> None:
@@ -355,7 +299,7 @@ async def test_direct_messages_are_one_conversation(env: Env) -> None:
     await env.fake.wait_for(lambda: requests_mentioning(env, "my name is Ada"))
     await settle(env)
     [request] = requests_mentioning(env, "ping")[-1:]
-    assert any("my name is Ada" in _content_text(m) for m in request["messages"])
+    assert any("my name is Ada" in content_text(m) for m in request["messages"])
 
 
 async def test_mention_in_a_members_thread_answers_there_and_then_follows_it(env: Env) -> None:
@@ -373,7 +317,7 @@ async def test_mention_in_a_members_thread_answers_there_and_then_follows_it(env
     await texts_in(env, thread_id, [env.router.reply] * 2)
 
     [request] = requests_mentioning(env, "how do I tie it?")
-    assert any("what knot is this?" in _content_text(m) for m in request["messages"])
+    assert any("what knot is this?" in content_text(m) for m in request["messages"])
     assert env.fake.calls_to("POST", f"/messages/{thread_id}/threads") == []
 
 
@@ -388,7 +332,7 @@ async def test_ask_inside_a_thread_answers_in_place(env: Env) -> None:
     original = env.fake.original_response(interaction)
     assert original is not None and int(original["channel_id"]) == thread_id
     [request] = requests_mentioning(env, "second question by command")
-    assert any("first question" in _content_text(m) for m in request["messages"])
+    assert any("first question" in content_text(m) for m in request["messages"])
 
 
 async def test_non_image_attachments_are_named_in_a_note(env: Env) -> None:
