@@ -47,6 +47,8 @@ UNREACHABLE_RESUME_URL = "wss://gateway-resume.invalid/"
 ALL_PERMISSIONS = str((1 << 50) - 1)
 EPHEMERAL_FLAG = 64
 LOADING_FLAG = 128
+HAS_SNAPSHOT_FLAG = 1 << 14
+REPLY_REFERENCE, FORWARD_REFERENCE = 0, 1  # message_reference.type
 
 _counter = itertools.count(1)
 _last_snowflake = 0
@@ -209,16 +211,71 @@ class FakeDiscord(LoopbackServer):
         attachments: list[dict[str, Any]] | None = None,
         embeds: list[dict[str, Any]] | None = None,
         reply_to: int | None = None,
+        resolve_reply: bool = True,
+        reply_in: int | None = None,
         roles: list[int] | None = None,
     ) -> dict[str, Any]:
-        """A member's message: stored, then dispatched as MESSAGE_CREATE. Returns the payload."""
+        """A member's message: stored, then dispatched as MESSAGE_CREATE. Returns the payload.
+
+        `reply_to` makes it a reply (type 19) carrying the replied message as `referenced_message`,
+        unless `resolve_reply` is False (Discord did not resolve it; the client may GET it);
+        `reply_in` names the replied message's channel when it is not this one.
+        """
         if mention_bot:
             content = f"<@{BOT_ID}> {content}"
         message = self._message(
-            channel_id, content, author, attachments or [], reply_to, embeds=embeds or []
+            channel_id,
+            content,
+            author,
+            attachments or [],
+            reply_to,
+            embeds=embeds or [],
+            resolve_reply=resolve_reply,
+            reply_in=reply_in,
         )
         if mention_bot:
             message["mentions"] = [BOT_USER]
+        if "guild_id" in message:
+            message["member"] = _member(roles or [MEMBER_ROLE_ID])
+        await self.dispatch("MESSAGE_CREATE", message)
+        return message
+
+    async def forward(
+        self,
+        channel_id: int,
+        content: str = "",
+        *,
+        attachments: list[dict[str, Any]] | None = None,
+        embeds: list[dict[str, Any]] | None = None,
+        author: dict[str, Any] = ALICE,
+        roles: list[int] | None = None,
+    ) -> dict[str, Any]:
+        """A member forwards a message from elsewhere: a type 0 message with no content of its own,
+        a FORWARD `message_reference` and one `message_snapshots` entry (no author, as Discord sends it).
+
+        The Discord client sends a forward's optional comment as a separate message right after
+        it: send that with `user_message`. Returns the forward's payload.
+        """
+        snapshot = {
+            "type": 0,
+            "content": content,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments or [],
+            "embeds": embeds or [],
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "flags": 0,
+            "components": [],
+        }
+        message = self._message(channel_id, "", author, [], None, flags=HAS_SNAPSHOT_FLAG)
+        message["message_reference"] = {
+            "type": FORWARD_REFERENCE,
+            "message_id": str(snowflake()),
+            "channel_id": str(snowflake()),
+            "guild_id": str(snowflake()),
+        }
+        message["message_snapshots"] = [{"message": snapshot}]
         if "guild_id" in message:
             message["member"] = _member(roles or [MEMBER_ROLE_ID])
         await self.dispatch("MESSAGE_CREATE", message)
@@ -525,7 +582,9 @@ class FakeDiscord(LoopbackServer):
 
     async def _get_message(self, parts: list[str], *_: Any) -> web.Response:
         message = self.messages.get(int(parts[3]))
-        return _json(message) if message else _error(404, 10008, "Unknown Message")
+        if message is None or message["channel_id"] != parts[1] or message.get("deleted"):
+            return _error(404, 10008, "Unknown Message")
+        return _json(message)
 
     async def _patch_message(self, parts: list[str], body: Any, _: web.Request) -> web.Response:
         message = self.messages.get(int(parts[3]))
@@ -635,6 +694,8 @@ class FakeDiscord(LoopbackServer):
         *,
         embeds: list[dict[str, Any]] | None = None,
         flags: int = 0,
+        resolve_reply: bool = True,
+        reply_in: int | None = None,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {
             "id": str(snowflake()),
@@ -657,11 +718,11 @@ class FakeDiscord(LoopbackServer):
             message["guild_id"] = str(GUILD_ID)
         if reply_to is not None:
             message["message_reference"] = {
-                "type": 0,
+                "type": REPLY_REFERENCE,
                 "message_id": str(reply_to),
-                "channel_id": str(channel_id),
+                "channel_id": str(reply_in or channel_id),
             }
-            if reply_to in self.messages:  # one level deep, as Discord sends it
+            if resolve_reply and reply_to in self.messages:  # one level deep, as Discord sends it
                 replied = self.messages[reply_to]
                 message["referenced_message"] = {
                     k: v for k, v in replied.items() if k != "referenced_message"
