@@ -17,6 +17,7 @@ from PIL import Image
 from bot.app import build_conversations
 from bot.config import Secrets, Settings
 from bot.context import SUMMARY_HEADER
+from bot.ledger import open_ledger, utc_day
 from bot.conversations import Conversations, Status
 from bot.memory.speakers import SPEAKERS_NOTE
 from bot.messages import ConversationKey, ImageRef, IncomingMessage, QuotedMessage
@@ -267,11 +268,20 @@ async def test_summaries_can_be_turned_off(fake: FakeOpenRouter, tmp_path: Path)
 
 
 async def test_a_summary_is_charged_as_its_own_kind_of_call(
-    service: Conversations, fake: FakeOpenRouter
+    service: Conversations, fake: FakeOpenRouter, tmp_path: Path
 ) -> None:
     for i in range(10):
         await service.handle(_message(_fact_message(i)), RecordingSink())
         await service.idle()
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'g.db'}")
+    await ledger.open()
+    try:
+        rows = {row.group: row for row in await ledger.usage(utc_day(), utc_day(), "kind")}
+    finally:
+        await ledger.close()
+    assert rows["answer"].answers == 10 and rows["answer"].summaries == 0
+    assert rows["summary"].summaries == len(_summaries(fake)) >= 1
+    assert rows["summary"].answers == 0 and rows["summary"].prompt_tokens > 0
     metrics = service.metrics.render().decode()
     assert 'glimpse_summaries_total{result="made"} ' in metrics
     made = re.search(r'glimpse_summaries_total\{result="made"\} (\S+)', metrics)
