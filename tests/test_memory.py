@@ -17,8 +17,8 @@ from PIL import Image
 from bot.app import build_conversations
 from bot.config import Secrets, Settings
 from bot.context import SUMMARY_HEADER
-from bot.ledger import open_ledger, utc_day
 from bot.conversations import Conversations, Status
+from bot.ledger import open_ledger, utc_day
 from bot.memory.speakers import SPEAKERS_NOTE
 from bot.messages import ConversationKey, ImageRef, IncomingMessage, QuotedMessage
 from bot.tokens import TokenCounter
