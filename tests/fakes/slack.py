@@ -43,6 +43,10 @@ APP_ID = "A0GLIMPSE"
 # Slack refuses longer message text in chat.update and truncates posts; the fake refuses both.
 MAX_TEXT_CHARS = 4_000
 SOCKET_PATH = "/socket-mode"
+# The bot scope a method needs (history scopes by the channel id's first letter).
+HISTORY_SCOPES = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
+HISTORY_METHODS = frozenset({"conversations.history", "conversations.replies"})
+METHOD_SCOPES = {"users.info": "users:read", "files.info": "files:read"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,11 @@ class FakeSlack(LoopbackServer):
         default_factory=list
     )  # people's messages (add_user_message)
     not_member_of: set[str] = field(default_factory=set)  # channels the bot was never added to
+    # users.info's people, by id (add_user); unknown ids get user_not_found, as in Slack.
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Scopes the app was installed without: methods needing one answer missing_scope.
+    withheld_scopes: set[str] = field(default_factory=set)
+    delay_seconds: dict[str, float] = field(default_factory=dict)  # method -> wait before answering
 
     def __post_init__(self) -> None:
         self._faults: dict[str, deque[_Fault]] = {}
@@ -170,9 +179,15 @@ class FakeSlack(LoopbackServer):
         return dict(self._file_objects[file_id])
 
     def add_user_message(
-        self, channel: str, user: str, text: str, *, files: list[dict[str, Any]] | None = None
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        files: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
     ) -> dict[str, Any]:
-        """A person's top-level message in the channel's history; the `message` event Slack would send."""
+        """A person's message in the channel (in a thread with `thread_ts`); the `message` event Slack would send."""
         event: dict[str, Any] = {
             "type": "message",
             "user": user,
@@ -184,8 +199,30 @@ class FakeSlack(LoopbackServer):
         }
         if files:
             event["files"], event["upload"] = files, True
+        if thread_ts:
+            event["thread_ts"] = thread_ts
         self.history.append(event)
         return event
+
+    def add_user(
+        self, user_id: str, name: str, *, display_name: str = "", real_name: str = ""
+    ) -> dict[str, Any]:
+        """A person users.info knows: `name` is the username; display and real names are optional."""
+        self.users[user_id] = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name,
+            "deleted": False,
+            "real_name": real_name,
+            "is_bot": False,
+            "profile": {
+                "real_name": real_name,
+                "real_name_normalized": real_name,
+                "display_name": display_name,
+                "display_name_normalized": display_name,
+            },
+        }
+        return self.users[user_id]
 
     def response_url(self) -> str:
         return f"{self.base_url}/commands/{uuid.uuid4().hex[:8]}"
@@ -238,6 +275,8 @@ class FakeSlack(LoopbackServer):
         method = request.match_info["method"]
         args = await _arguments(request)
         self.calls.append(ApiCall(method, args, dict(request.headers)))
+        if method in self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds[method])
         queue = self._faults.get(method)
         if queue:
             fault = queue.popleft()
@@ -250,6 +289,9 @@ class FakeSlack(LoopbackServer):
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if request.headers.get("Authorization") != f"Bearer {expected}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        needed = _needed_scope(method, args)
+        if needed in self.withheld_scopes:
+            return web.json_response({"ok": False, "error": "missing_scope", "needed": needed})
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
@@ -333,29 +375,38 @@ class FakeSlack(LoopbackServer):
         return {"ok": True}
 
     def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
-        thread = self.thread(str(args.get("channel")), str(args.get("ts")))
-        return {
-            "ok": True,
-            "has_more": False,
-            "messages": [
-                {
-                    "type": "message",
-                    "user": m.user,
-                    "bot_id": BOT_ID,
-                    "text": m.text,
-                    "ts": m.ts,
-                    "thread_ts": m.thread_ts,
-                }
-                for m in thread
-            ],
-        }
+        """A thread oldest first, its first message first, people's and the bot's; `limit` of them."""
+        channel, ts = str(args.get("channel")), str(args.get("ts"))
+        if channel in self.not_member_of:
+            return {"ok": False, "error": "not_in_channel"}
+        everything = [m for m in self.history if m["channel"] == channel] + [
+            _bot_message(m) for m in self.messages if m.channel == channel and not m.deleted
+        ]
+        found = next((m for m in everything if m["ts"] == ts), None)
+        if found is None:
+            return {"ok": False, "error": "thread_not_found"}
+        root = str(found.get("thread_ts") or found["ts"])
+        thread = sorted(
+            (m for m in everything if root in (m["ts"], m.get("thread_ts"))),
+            key=lambda m: float(m["ts"]),
+        )
+        limit = int(args.get("limit") or 1000)
+        return {"ok": True, "has_more": len(thread) > limit, "messages": thread[:limit]}
+
+    def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(str(args.get("user")))
+        return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
 
     def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel"))
         if channel in self.not_member_of:
             return {"ok": False, "error": "not_in_channel"}
         oldest = float(args.get("oldest") or 0)
-        people = [m for m in self.history if m["channel"] == channel]
+        people = [
+            m
+            for m in self.history
+            if m["channel"] == channel and m.get("thread_ts") in (None, m["ts"])
+        ]
         bots = [
             {"type": "message", "user": m.user, "bot_id": BOT_ID, "text": m.text, "ts": m.ts}
             for m in self.top_level(channel)
@@ -437,6 +488,26 @@ async def _arguments(request: web.Request) -> dict[str, Any]:
     elif request.can_read_body:
         args.update({k: str(v) for k, v in (await request.post()).items()})
     return args
+
+
+def _needed_scope(method: str, args: dict[str, Any]) -> str | None:
+    if method in HISTORY_METHODS:
+        return HISTORY_SCOPES.get(str(args.get("channel", ""))[:1])
+    return METHOD_SCOPES.get(method)
+
+
+def _bot_message(posted: Posted) -> dict[str, Any]:
+    """The bot's post as conversations.* list it."""
+    message: dict[str, Any] = {
+        "type": "message",
+        "user": posted.user,
+        "bot_id": BOT_ID,
+        "text": posted.text,
+        "ts": posted.ts,
+    }
+    if posted.thread_ts:
+        message["thread_ts"] = posted.thread_ts
+    return message
 
 
 def _chunk_text(args: dict[str, Any]) -> str:
