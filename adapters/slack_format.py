@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 
 __all__ = ["escape", "from_slack", "is_reset", "to_mrkdwn", "to_native_markdown"]
 
@@ -22,19 +23,25 @@ _PING = re.compile(r"<(?=[!@#])")
 _RESET_WORDS = frozenset({"reset", "/reset"})
 
 
-def from_slack(text: str, *, bot_user_id: str | None = None) -> str:
-    """What a person typed, as plain text for the model: the bot's own mention removed, markup resolved."""
-    plain = _ANGLE.sub(lambda match: _resolve(match.group(1), bot_user_id), text)
+def from_slack(
+    text: str, *, bot_user_id: str | None = None, names: Mapping[str, str] | None = None
+) -> str:
+    """What a person typed, as plain text for the model: the bot's own mention removed, markup resolved.
+
+    `names` (user id -> display name) turns other people's `<@U…>` into `@Name`; without one,
+    `@label` or `@U…`. Plain `@Name` text pings nobody, whatever the model repeats of it.
+    """
+    plain = _ANGLE.sub(lambda match: _resolve(match.group(1), bot_user_id, names or {}), text)
     plain = html.unescape(plain)
     return re.sub(r"[ \t]{2,}", " ", plain).strip()
 
 
-def _resolve(inner: str, bot_user_id: str | None) -> str:
+def _resolve(inner: str, bot_user_id: str | None, names: Mapping[str, str]) -> str:
     target, _, label = inner.partition("|")
     if target.startswith("@"):
         if bot_user_id and target[1:] == bot_user_id:
             return ""
-        return f"@{label or target[1:]}"
+        return f"@{names.get(target[1:]) or label or target[1:]}"
     if target.startswith("#"):
         return f"#{label or target[1:]}"
     if target.startswith("!"):

@@ -17,12 +17,13 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack_context import SlackContext
 from adapters.slack_events import (
     conversation_key,
     from_command,
-    from_event,
     ignore_reason,
     is_direct,
+    is_reply,
     latest_images,
     mentions,
     thread_of,
@@ -87,6 +88,7 @@ class SlackListeners:
         self._settings = settings
         self._client = client
         self._token = bot_token
+        self.context = SlackContext(client, bot_token=bot_token)
         self.bot_name = "glimpse"
         self._tasks: set[asyncio.Task[None]] = set()
         self._recent: OrderedDict[tuple[str, str, str], ConversationKey] = OrderedDict()
@@ -158,7 +160,9 @@ class SlackListeners:
     async def _ask(self, command: Mapping[str, Any], text: str, respond: AsyncRespond) -> None:
         """Post the question as the bot, then answer in that message's thread."""
         channel, user = str(command["channel_id"]), str(command["user_id"])
-        files = await self._recent_uploads(channel, user)
+        files, author = await asyncio.gather(
+            self._recent_uploads(channel, user), self.context.command_author(command)
+        )
         top = SlackThread(self._client, channel=channel, thread_ts=None)
         names = [str(file.get("name") or "image") for file in files]
         try:
@@ -168,7 +172,12 @@ class SlackListeners:
             await respond(text=CANNOT_POST.format(name=self.bot_name), response_type="ephemeral")
             return
         message = from_command(
-            command, question_ts=question_ts, text=text, files=files, bot_token=self._token
+            command,
+            question_ts=question_ts,
+            text=text,
+            files=files,
+            bot_token=self._token,
+            author_name=author,
         )
         await self._answer(message, react_ts=question_ts)
 
@@ -187,15 +196,21 @@ class SlackListeners:
     async def _on_person(
         self, event: dict[str, Any], context: AsyncBoltContext, *, addressed: bool
     ) -> None:
-        """Answered if it is for us (mention, DM) or continues a thread we answered in."""
+        """Answered if it is for us (mention, DM) or continues a thread we answered in.
+
+        A mention in a thread we have not answered in brings the thread's first message along.
+        """
         team_id = str(context.team_id or event.get("team") or "")
-        if not addressed:
-            key = conversation_key(team_id, str(event["channel"]), thread_of(event))
-            if not event.get("thread_ts") or not await self._conversations.is_active(key):
-                return
-        event = await self._complete_files(event)
-        message = from_event(
-            event, team_id=team_id, bot_user_id=context.bot_user_id, bot_token=self._token
+        key = conversation_key(team_id, str(event["channel"]), thread_of(event))
+        active = bool(event.get("thread_ts")) and await self._conversations.is_active(key)
+        if not addressed and not active:
+            return
+        message = await self.context.message(
+            event,
+            team_id=team_id,
+            bot_user_id=context.bot_user_id,
+            bot_id=context.bot_id,
+            with_parent=is_reply(event) and not active,
         )
         if is_reset(message.text) and not message.images:
             await self._reset_message(message, in_thread=bool(event.get("thread_ts")))
@@ -258,22 +273,6 @@ class SlackListeners:
         return RESET_RECENT_DONE if await self._conversations.reset(key) else RESET_FAILED
 
     # --- helpers ---
-
-    async def _complete_files(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Slack Connect events carry stub files ("check_file_info"); fetch their details."""
-        files = event.get("files") or []
-        if not any(file.get("file_access") == "check_file_info" for file in files):
-            return event
-        return {**event, "files": [await self._file_info(file) for file in files]}
-
-    async def _file_info(self, file: dict[str, Any]) -> dict[str, Any]:
-        if file.get("file_access") != "check_file_info":
-            return file
-        try:
-            return dict((await self._client.files_info(file=str(file["id"])))["file"])
-        except SlackApiError as exc:
-            log.warning("slack: files.info for %s failed: %s", file.get("id"), slack_error(exc))
-            return file
 
     def _spawn(self, work: Work) -> None:
         task = asyncio.create_task(_logged(work))

@@ -161,6 +161,8 @@ def message(
 @asynccontextmanager
 async def running(**slack_options: Any) -> AsyncIterator[Harness]:
     async with FakeOpenRouter() as router, FakeSlack() as slack:
+        slack.add_user(USER, "alice", display_name="Alice")
+        slack.add_user(OTHER_USER, "bob", real_name="Bob Stone")
         options = {"update_interval_seconds": 0.05, **slack_options}
         settings = Settings(
             store_url="memory://", base_url=router.base_url, slack=SlackSettings(**options)
@@ -228,7 +230,7 @@ async def test_slash_command_is_acked_at_once_and_answered_in_the_questions_thre
     assert question.text == f"*<@{USER}> asks:* what is a lighthouse?"
     [answer] = harness.slack.thread(CHANNEL, question.ts)
     assert answer.text == harness.router.reply
-    assert user_texts(harness.chat_bodies()[0]) == ["what is a lighthouse?"]
+    assert user_texts(harness.chat_bodies()[0]) == ["Alice: what is a lighthouse?"]
     # The :eyes: reaction went on the question while the model worked, and is gone now.
     assert [c.args["name"] for c in harness.slack.calls_to("reactions.add")] == ["eyes"]
     assert harness.slack.calls_to("reactions.add")[0].args["timestamp"] == question.ts
@@ -374,7 +376,7 @@ async def test_a_follow_up_in_the_thread_without_mention_remembers_the_conversat
 
     bodies = harness.chat_bodies()
     assert len(bodies) == 2
-    assert user_texts(bodies[1]) == ["my name is Alice", "what is my name?"]
+    assert user_texts(bodies[1]) == ["Alice: my name is Alice", "Alice: what is my name?"]
     assert any(
         m["role"] == "assistant" and m["content"] == "answer 2" for m in bodies[1]["messages"]
     )
@@ -423,8 +425,8 @@ async def test_two_channels_never_share_memory(harness: Harness) -> None:
     await harness.event(message("and in here?", channel=CHANNEL, thread_ts=thread))
     await harness.settle()
     first, other, same = harness.chat_bodies()
-    assert user_texts(other) == ["what is the secret word?"]
-    assert user_texts(same) == ["the secret word is pineapple", "and in here?"]
+    assert user_texts(other) == ["Alice: what is the secret word?"]
+    assert user_texts(same) == ["Alice: the secret word is pineapple", "Alice: and in here?"]
 
 
 async def test_direct_messages_are_answered_without_mention(harness: Harness) -> None:
@@ -450,7 +452,7 @@ async def test_reset_in_a_thread_forgets_it(harness: Harness) -> None:
     await harness.event(mention("what was the number?", thread_ts=first["ts"]))
     await harness.settle()
     assert len(harness.router.chat_requests) == 2
-    assert user_texts(harness.chat_bodies()[-1]) == ["what was the number?"]
+    assert user_texts(harness.chat_bodies()[-1]) == ["Alice: what was the number?"]
 
 
 @pytest.mark.parametrize("command, text", [("/reset", ""), ("/ask", "reset")])
