@@ -229,7 +229,14 @@ def test_the_manifest_asks_for_what_the_adapter_uses() -> None:
         "message.mpim",
     } <= events
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    needed = {"app_mentions:read", "chat:write", "commands", "files:read", "reactions:write"}
+    needed = {
+        "app_mentions:read",
+        "chat:write",
+        "commands",
+        "files:read",
+        "reactions:write",
+        "users:read",
+    }
     assert needed | {"channels:history", "groups:history", "im:history", "mpim:history"} <= scopes
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
