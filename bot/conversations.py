@@ -51,6 +51,7 @@ MEMORY_DOWN_NOTE = (
 NOT_SAVED_NOTE = "I couldn't save this exchange, so I may not remember it later."
 SHORTENED_NOTE = "Your message was too long for the model, so I read only its first part."
 LENGTH_NOTE = "_(The answer reached its length limit and stops here.)_"
+CUT_OFF_NOTE = "_(The answer was cut off here.)_"  # stored after an answer stopped mid-stream
 EMPTY_ANSWER = "The model sent back an empty answer. Please try again."
 NO_ROOM = (
     "The bot's settings leave no room for a question to the model. An operator needs to fix them."
@@ -322,6 +323,9 @@ class Conversations:
             finally:
                 if starting is not None:  # every way on uses the sink (or fails its start)
                     await starting
+        except asyncio.CancelledError:  # the adapter stopped the answer (Ctrl-C) or shutdown did
+            await self._remember_cut_off(message, sink, request, new_turns, answer)
+            raise
         except Busy:
             log.info("busy: message %s in %s not answered", message.message_id, message.key)
             await sink.fail(BUSY_NOTICE)
@@ -463,6 +467,24 @@ class Conversations:
             await _tell(sink, NOT_SAVED_NOTE)
             return False
         return True
+
+    async def _remember_cut_off(
+        self,
+        message: IncomingMessage,
+        sink: ReplySink,
+        request: ModelRequest,
+        new_turns: list[Turn],
+        answer: str,
+    ) -> None:
+        """Keep what arrived of a cancelled answer, marked as cut off; nothing if nothing arrived."""
+        if not answer.strip():
+            return
+        log.info("answer to %s in %s cut off mid-stream", message.message_id, message.key)
+        turns = [
+            *self._turns.with_captions(new_turns, answer, request.images),
+            self._turns.assistant_turn(f"{answer}\n\n{CUT_OFF_NOTE}", None),
+        ]
+        await self._remember(message.key, turns, sink)
 
     async def _refuse_while_draining(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
         log.info("draining: message %s in %s not answered", message.message_id, message.key)
