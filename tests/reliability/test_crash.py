@@ -17,6 +17,7 @@ from tests.reliability.checks import echo
 from tests.reliability.harness import (
     CHANNEL,
     ROOT,
+    USER,
     glimpse,
     glimpse_env,
     glimpse_slack_server,
@@ -78,6 +79,7 @@ async def test_kill_9_of_the_slack_http_process_mid_answer_and_a_restart_loses_n
     fake_openrouter.responder = echo
     db = tmp_path / "glimpse.db"
     async with FakeSlack() as slack:
+        slack.add_user(USER, "ada")  # channel messages reach the model under the asker's name
         env = glimpse_env(
             fake_openrouter,
             store_url=f"sqlite:///{db}",
@@ -106,9 +108,9 @@ async def test_kill_9_of_the_slack_http_process_mid_answer_and_a_restart_loses_n
             await _post(server.url, event_body(slack_reply("what is my name?", first["ts"])))
             await until(lambda: len(turns_or_none(db)) == 4, "the follow-up to be answered")
         assert said(fake_openrouter) == [
-            "my name is Ada",
-            "You asked: my name is Ada",
-            "what is my name?",
+            "ada: my name is Ada",
+            "You asked: ada: my name is Ada",
+            "ada: what is my name?",
         ]
         WATCH.scan("slack thread", "\n".join(m.text for m in slack.messages))
 
@@ -122,7 +124,7 @@ def turns_or_none(db: Path) -> list[tuple[str, str]]:
 
 
 def _edits_in_thread(slack: FakeSlack, thread_ts: str) -> int:
-    story = [m for m in slack.thread(CHANNEL, thread_ts) if m.text.startswith("You asked: tell")]
+    story = [m for m in slack.thread(CHANNEL, thread_ts) if "tell me a long story" in m.text]
     return sum(m.edits for m in story)
 
 
