@@ -48,10 +48,10 @@ LOG_DETAIL_MAX_CHARS = 300
 DRAIN_SECONDS = 0.1  # reading what follows `data: [DONE]`, so HTTP/1.1 can reuse the connection
 
 # OpenRouter compresses prompts of endpoints with <= 8K context ("middle-out"); Glimpse trims itself.
-# Current API: the context-compression plugin with enabled=false; `transforms: []` is the older switch.
+# The context-compression plugin with enabled=false is the documented switch; the older
+# `transforms` field is gone from OpenRouter's API schema (tests/test_openrouter_schema.py).
 COMPRESSION_OFF: dict[str, Any] = {
     "plugins": [{"id": "context-compression", "enabled": False}],
-    "transforms": [],
 }
 
 ErrorKind = Literal[

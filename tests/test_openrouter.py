@@ -157,7 +157,7 @@ async def test_request_carries_attribution_headers_and_openrouter_fields(
     assert (body["stream"], body["max_tokens"], body["temperature"]) == (True, 321, 0.3)
     assert body["stream_options"] == {"include_usage": True}
     assert body["plugins"] == [{"id": "context-compression", "enabled": False}]
-    assert body["transforms"] == []
+    assert "transforms" not in body  # gone from OpenRouter's API schema; the plugin is the switch
     assert body["provider"] == {"order": ["DeepInfra"], "allow_fallbacks": True}
     assert body["models"] == [LLAMA_VISION_MODEL, TEXT_ONLY_MODEL]  # primary first, no duplicate
 
