@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Glimpse: `docker compose up` (with Redis), or `docker build -t glimpse .` and
-# `docker run --env-file .env --stop-timeout 30 glimpse`. See docs/docker.md.
+# `docker run --env-file .env --stop-timeout 30 glimpse`. See "Run with Docker" in README.md.
 
 # --- build: install Glimpse and its dependencies into a virtualenv ---
 FROM python:3.11-slim AS build

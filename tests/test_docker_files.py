@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from bot.cli import main
-from bot.config import DiscordSettings, Secrets, Settings, SlackSettings
+from bot.config import DiscordSettings, Secrets, Settings, SlackSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 HEALTH_URL = re.compile(
@@ -147,3 +147,53 @@ def test_dockerignore_keeps_what_the_image_copies_and_drops_secrets() -> None:
 def test_the_tokenizer_ships_inside_the_llama_models_wheel() -> None:
     files = {str(path) for path in metadata.files("llama-models") or []}
     assert "llama_models/llama3/tokenizer.model" in files
+
+
+def _env_example() -> dict[str, str]:
+    """Every NAME=value of .env.example, commented or not."""
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    pattern = re.compile(r"#? ?([A-Z0-9_]+)=(.*)")
+    return {
+        found.group(1): found.group(2) for found in map(pattern.match, text.splitlines()) if found
+    }
+
+
+def test_the_docker_files_point_only_to_docs_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    headings = {line.lstrip("#").strip() for line in readme.splitlines() if line.startswith("#")}
+    for name in ("Dockerfile", "docker-compose.yml", ".env.example"):
+        comments = "\n".join(
+            line for line in (ROOT / name).read_text(encoding="utf-8").splitlines() if "#" in line
+        )
+        for path in re.findall(r"[\w./-]+\.md\b", comments):
+            assert (ROOT / path).is_file(), f"{name} points to {path}, which does not exist"
+        for section in re.findall(r'"([^"]+)" in README\.md', comments):
+            assert section in headings, f"{name} points to a README section {section!r}"
+    assert '"Run with Docker" in README.md' in (ROOT / "Dockerfile").read_text(encoding="utf-8")
+
+
+def test_compose_mounts_the_config_directory_env_example_points_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_path = Path(_env_example()["GLIMPSE_CONFIG"])
+    mounts = [volume.split(":") for volume in _compose()["services"]["glimpse"]["volumes"]]
+    [(source, _, mode)] = [m for m in mounts if len(m) == 3 and Path(m[1]) == config_path.parent]
+    assert mode == "ro"  # Glimpse only reads its configuration
+    assert source.startswith("./") and (ROOT / source / "glimpse.example.toml").is_file()
+
+    # `cp config/glimpse.example.toml config/glimpse.toml`, as the compose file says, then start
+    copied = tmp_path / config_path.name
+    copied.write_bytes((ROOT / source / "glimpse.example.toml").read_bytes())
+    monkeypatch.setenv("GLIMPSE_CONFIG", str(copied))
+    assert load_settings().model == _default("model")
+
+
+def test_env_example_says_which_tokens_the_default_command_needs() -> None:
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    preamble = text[: text.index("\nOPENROUTER_API_KEY=")]
+    [cmd] = [json.loads(command) for command in _all("CMD")]
+    assert f"glimpse {' '.join(cmd)}" in preamble
+    for name in ("DISCORD_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
+        assert name in preamble and _env_example()[name] == ""
+    # compose restarts whatever the exit code, so a missing token shows as "Restarting (2)"
+    assert _compose()["services"]["glimpse"]["restart"] == "unless-stopped"
