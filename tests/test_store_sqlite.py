@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import SQLiteStore, StoreError, open_store, sqlite_path
+from bot.store import (
+    SQLiteStore,
+    StoreError,
+    is_relative_sqlite,
+    open_store,
+    sqlite_path,
+    store_location,
+)
 from bot.store import codec as store_codec
 from bot.store.sqlite import SCHEMA_VERSION
 from bot.turns import PreparedImage, Summary, Turn, Usage
@@ -398,6 +405,25 @@ async def test_ping_on_a_closed_store(store: SQLiteStore) -> None:
 )
 def test_sqlite_urls(url: str, path: str) -> None:
     assert sqlite_path(url) == path
+
+
+def test_four_slashes_are_absolute_three_are_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert is_relative_sqlite("sqlite:///tmp/x.db")
+    assert store_location("sqlite:///tmp/x.db") == f"SQLite file {tmp_path / 'tmp' / 'x.db'}"
+    assert not is_relative_sqlite("sqlite:////tmp/x.db")
+    assert store_location("sqlite:////tmp/x.db") == "SQLite file /tmp/x.db"
+    assert not is_relative_sqlite(f"sqlite:///{tmp_path / 'g.db'}")  # an absolute path: 4 slashes
+    for other in ("memory://", "redis://localhost/0", "sqlite://"):
+        assert not is_relative_sqlite(other)
+
+
+def test_a_redis_location_names_the_server_and_prefix_but_no_password() -> None:
+    where = store_location("redis://:s3cret@cache.internal:6380/2?prefix=team-a")
+    assert where == "Redis at cache.internal:6380/2, keys prefixed team-a:"
+    assert store_location("memory://").startswith("in-process memory")
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite://host/glimpse.db"])

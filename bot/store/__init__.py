@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 from bot.store.base import Store, StoreError
 from bot.store.memory import MemoryStore
 from bot.store.sqlite import SQLiteStore
 
-__all__ = ["MemoryStore", "SQLiteStore", "Store", "StoreError", "open_store", "sqlite_path"]
+__all__ = [
+    "MemoryStore",
+    "SQLiteStore",
+    "Store",
+    "StoreError",
+    "is_relative_sqlite",
+    "open_store",
+    "sqlite_path",
+    "store_location",
+]
 
-_SCHEMES = "sqlite:///path/to/glimpse.db, redis://host:port/db or memory://"
+_SCHEMES = "sqlite:////absolute/path/glimpse.db, redis://host:port/db or memory://"
 
 
 def open_store(url: str, *, retention_days: int | None = None) -> Store:
@@ -47,6 +57,37 @@ def sqlite_path(url: str) -> str:
             "(no host part)"
         )
     return url[len(prefix) :]
+
+
+def is_relative_sqlite(url: str) -> bool:
+    """Whether `url` is a `sqlite:///` URL naming a path relative to the working directory."""
+    try:
+        return url.lower().startswith("sqlite://") and not os.path.isabs(sqlite_path(url))
+    except ValueError:
+        return False
+
+
+def store_location(url: str) -> str:
+    """Where a store URL keeps its data, safe to log: the absolute SQLite file, Redis (no password)."""
+    scheme = url.partition("://")[0].lower()
+    if scheme == "sqlite":
+        try:
+            return f"SQLite file {os.path.abspath(sqlite_path(url))}"
+        except ValueError:
+            return "SQLite (the URL names no file)"
+    if scheme == "memory":
+        return "in-process memory (forgotten at exit)"
+    if scheme in ("redis", "rediss"):
+        return _redis_location(url)
+    return "an unknown kind of store"
+
+
+def _redis_location(url: str) -> str:
+    try:
+        target = importlib.import_module("bot.store.redis").redis_target(url)
+    except (ImportError, ValueError):
+        return "Redis (the URL cannot be read)"
+    return f"Redis at {target.where}, keys prefixed {target.prefix}:"
 
 
 def _redis_store(url: str, retention_days: int | None) -> Store:
