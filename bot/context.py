@@ -10,6 +10,7 @@ from bot.tokens import TokenCounter
 from bot.turns import PreparedImage, Summary, Turn
 
 __all__ = [
+    "MIN_USER_TEXT_TOKENS",
     "SUMMARY_HEADER",
     "Budget",
     "ContextBuilder",
@@ -173,6 +174,15 @@ class ContextBuilder:
         """What an older turn costs when it is sent without its image (the most it costs as history)."""
         return self._cost(turn, turn.text, visible=False, counted=turn.tokens)
 
+    def question_room(self, system_prompt: str) -> int:
+        """Tokens a new text question may use under `system_prompt` (below MIN_USER_TEXT_TOKENS: none)."""
+        room = self._budget.prompt_tokens - self.fixed_cost(system_prompt)
+        return self._text_room(Turn(role="user", text="", tokens=0, created_at=0.0), room)
+
+    def _text_room(self, turn: Turn, room: int) -> int:
+        """What is left of `room` for the turn's text once its frame, note and cut mark are counted."""
+        return room - self._cost(turn, TRUNCATION_MARK, visible=turn.image is not None)
+
     def _cost(self, turn: Turn, text: str, *, visible: bool, counted: int | None = None) -> int:
         if turn.image is None:
             if counted is not None:
@@ -192,7 +202,7 @@ class ContextBuilder:
         visible = turn.image is not None
         if self._cost(turn, turn.text, visible=visible) <= room:
             return turn.text, False
-        text_room = room - self._cost(turn, TRUNCATION_MARK, visible=visible)
+        text_room = self._text_room(turn, room)
         if text_room < MIN_USER_TEXT_TOKENS:
             raise ContextError(
                 f"the system prompt and reserved output leave only {room} tokens for the message; "
