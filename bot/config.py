@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,10 +13,12 @@ from typing import Annotated, Any
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import (
@@ -21,6 +26,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -28,6 +34,7 @@ __all__ = [
     "ConfigError",
     "Secrets",
     "Settings",
+    "StartupError",
     "default_data_dir",
     "load_secrets",
     "load_settings",
@@ -43,16 +50,51 @@ DEFAULT_SYSTEM_PROMPT = (
 
 
 class ConfigError(Exception):
-    """A configuration value is wrong; the message names it and says what is allowed."""
+    """A configuration value is wrong; the message names it and says what is allowed (exit 2)."""
+
+
+class StartupError(Exception):
+    """Start-up failed outside the configuration (a service unreachable); the message says what to check (exit 1)."""
 
 
 def _split_commas(value: Any) -> Any:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+    """A comma-separated string (or a JSON array) as a list; anything else unchanged."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text.startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError('must be comma-separated (a,b) or a JSON array (["a", "b"])') from None
 
 
-CommaList = Annotated[list[str], NoDecode]
+def _json_object(value: Any, info: ValidationInfo) -> Any:
+    """A string (from the environment) decoded as a JSON object; anything else unchanged."""
+    if not isinstance(value, str):
+        return value
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError:
+        decoded = None
+    if not isinstance(decoded, dict):
+        example = _JSON_EXAMPLES.get(info.field_name or "", '{"key": "value"}')
+        raise ValueError(
+            f"GLIMPSE_{(info.field_name or '').upper()} must be a JSON object, e.g. '{example}'"
+        )
+    return decoded
+
+
+_JSON_EXAMPLES = {
+    "provider": '{"order": ["together"], "allow_fallbacks": true}',
+    "channel_prompts": '{"C0123456789": "Answer like a pirate."}',
+}
+
+# Lists from the environment are comma-separated (a JSON array works too); dicts are JSON objects.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+JsonObject = Annotated[dict[str, Any], NoDecode, BeforeValidator(_json_object)]
+JsonStrings = Annotated[dict[str, str], NoDecode, BeforeValidator(_json_object)]
 
 
 class DiscordSettings(BaseModel):
@@ -61,7 +103,7 @@ class DiscordSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     application_id: str = ""
-    guild_ids: list[str] = Field(
+    guild_ids: CommaList = Field(
         default_factory=list
     )  # sync commands here for instant availability
     allow_dms: bool = True
@@ -91,7 +133,7 @@ class Settings(BaseSettings):
     # --- model ---
     model: str = DEFAULT_MODEL
     fallback_models: CommaList = Field(default_factory=list)
-    provider: dict[str, Any] = Field(
+    provider: JsonObject = Field(
         default_factory=dict
     )  # OpenRouter provider preferences, passed through
     base_url: str = Field(
@@ -115,7 +157,7 @@ class Settings(BaseSettings):
 
     # --- prompts ---
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    channel_prompts: dict[str, str] = Field(default_factory=dict)  # channel id -> system prompt
+    channel_prompts: JsonStrings = Field(default_factory=dict)  # channel id -> system prompt
 
     # --- images ---
     image_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
@@ -166,23 +208,6 @@ class Settings(BaseSettings):
     # --- platforms ---
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
-
-    @field_validator(
-        "fallback_models",
-        "image_hosts",
-        "allow_users",
-        "block_users",
-        "allow_channels",
-        "block_channels",
-        "allow_workspaces",
-        "block_workspaces",
-        "allow_roles",
-        "block_roles",
-        mode="before",
-    )
-    @classmethod
-    def _comma_lists(cls, value: Any) -> Any:
-        return _split_commas(value)
 
     @field_validator("store_url")
     @classmethod
@@ -262,6 +287,8 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
+    except SettingsError as exc:
+        raise ConfigError(_undecodable(exc)) from None
     finally:
         _CONFIG_PATH["path"] = None
 
@@ -291,26 +318,46 @@ _SECRET_NAMES = {
 }
 
 
+def _undecodable(exc: SettingsError) -> str:
+    """The line for an environment value pydantic-settings could not decode as JSON."""
+    found = re.search(r'field "(\w+)"', str(exc))
+    name = f"GLIMPSE_{found.group(1).upper()}" if found else "a GLIMPSE_ variable"
+    return (
+        f"invalid configuration in the environment: {name} must be a JSON object, "
+        f'e.g. {name}=\'{{"key": "value"}}\' (or set its parts as {name}__KEY=value)'
+    )
+
+
+def _setting_names() -> list[str]:
+    """Every setting a config file may hold: top-level names and `discord.x` / `slack.x`."""
+    names = list(Settings.model_fields)
+    for section, model in (("discord", DiscordSettings), ("slack", SlackSettings)):
+        names += [f"{section}.{name}" for name in model.model_fields]
+    return names
+
+
+def _unknown(name: str) -> str:
+    """The line for a name that is no setting: a secret in the wrong place, or a suggestion."""
+    if name.lower() in _SECRET_NAMES:
+        return f"{name}: secrets are read from the environment only, not from the config file"
+    close = difflib.get_close_matches(name.lower(), _setting_names(), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "see config/glimpse.example.toml for the names"
+    return f"{name}: unknown setting ({hint})"
+
+
 def _describe(exc: ValidationError, path: str | None) -> str:
-    """One line per wrong value: its name, what is wrong and what is allowed; never its secret value."""
-    lines = []
+    """One line naming each wrong value, what is wrong and what is allowed; never a secret value."""
+    problems = []
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"]) or "(settings)"
         if error["type"] == "extra_forbidden":
-            if name.lower() in _SECRET_NAMES or name.lower().endswith(("token", "key", "secret")):
-                lines.append(
-                    f"{name}: secrets are read from the environment only, not from the config file"
-                )
-            else:
-                lines.append(
-                    f"{name}: unknown setting (see config/glimpse.example.toml for the names)"
-                )
+            problems.append(_unknown(name))
             continue
         shown = (
             ""
             if any(s in name.lower() for s in ("token", "key", "secret"))
             else f" (got {error.get('input')!r})"
         )
-        lines.append(f"{name}: {error['msg']}{shown}")
+        problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}{shown}")
     where = f" in {path} or the environment" if path else " in the environment"
-    return f"invalid configuration{where}:\n  " + "\n  ".join(lines)
+    return f"invalid configuration{where}: " + "; ".join(problems)

@@ -17,6 +17,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "OPENROUTER_BASE_URL",
         "GLIMPSE_IMAGE_HOSTS",
         "GLIMPSE_STORE_URL",
+        "GLIMPSE_DISCORD__GUILD_IDS",
+        "GLIMPSE_PROVIDER",
+        "GLIMPSE_CHANNEL_PROMPTS",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -110,3 +113,38 @@ def test_example_config_is_valid() -> None:
     example = Path(__file__).parent.parent / "config" / "glimpse.example.toml"
     settings = load_settings(example)
     assert settings.model == "meta-llama/llama-3.2-90b-vision-instruct"
+
+
+@pytest.mark.parametrize("value", ["1,2", " 1 , 2 ", '["1", "2"]'])
+def test_nested_lists_take_commas_or_a_json_array(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("GLIMPSE_DISCORD__GUILD_IDS", value)
+    assert load_settings().discord.guild_ids == ["1", "2"]
+
+
+def test_dict_settings_take_a_json_object_or_say_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GLIMPSE_PROVIDER", '{"order": ["together"]}')
+    assert load_settings().provider == {"order": ["together"]}
+    monkeypatch.setenv("GLIMPSE_CHANNEL_PROMPTS", "C1=pirate")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert "GLIMPSE_CHANNEL_PROMPTS must be a JSON object, e.g." in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_typo_gets_a_suggestion_and_only_real_secrets_the_secrets_sentence(
+    tmp_path: Path,
+) -> None:
+    path = _write(
+        tmp_path, 'max_output_token = 700\nDISCORD_TOKEN = "x"\n[discord]\nguild_id = ["1"]\n'
+    )
+    with pytest.raises(ConfigError) as error:
+        load_settings(path)
+    message = str(error.value)
+    assert "max_output_token: unknown setting (did you mean max_output_tokens?)" in message
+    assert "discord.guild_id: unknown setting (did you mean discord.guild_ids?)" in message
+    assert "DISCORD_TOKEN: secrets are read from the environment only" in message
+    assert message.count("environment only") == 1 and "\n" not in message
