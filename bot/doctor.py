@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from typing import TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 from bot.config import Secrets, Settings
-from bot.openrouter import ModelError, OpenRouterClient
-from bot.store import StoreError, open_store
+from bot.context import MIN_USER_TEXT_TOKENS, Budget, ContextBuilder
+from bot.memory import SPEAKERS_NOTE
+from bot.openrouter import ModelError, ModelInfo, OpenRouterClient
+from bot.store import StoreError, is_relative_sqlite, open_store, sqlite_path, store_location
+from bot.tokens import TokenCounter
 
-__all__ = ["Check", "discord_invite_url", "run_checks"]
+__all__ = ["Check", "discord_invite_url", "relative_store_problem", "run_checks"]
+
+KEYS_PAGE = "https://openrouter.ai/keys"
+MODELS_PAGE = "https://openrouter.ai/models"
+OPENROUTER_API_BASE = "https://openrouter.ai/api/v1"
+MIN_OUTPUT_TOKENS = 16  # the least max_output_tokens the config accepts
+DOCTOR_MAX_RETRIES = 1  # a dead base URL is reported in seconds, not after the service's backoff
 
 # View channels, send messages, send in threads, create public threads, embed links,
 # attach files, read message history, add reactions, use application commands.
@@ -28,12 +37,12 @@ class Check:
     name: str
     detail: str
     fix: str = ""
+    warn: bool = False  # passes (exit code 0) but the operator should read it
 
     def line(self) -> str:
-        mark = "ok  " if self.ok else "FAIL"
-        return f"{mark} {self.name}: {self.detail}" + (
-            f" — fix: {self.fix}" if self.fix and not self.ok else ""
-        )
+        mark = "FAIL" if not self.ok else "WARN" if self.warn else "ok  "
+        shown = self.fix and (self.warn or not self.ok)
+        return f"{mark} {self.name}: {self.detail}" + (f" — fix: {self.fix}" if shown else "")
 
 
 def discord_invite_url(application_id: str) -> str:
@@ -50,7 +59,7 @@ async def run_checks(
     config_path: str | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """Print the report; exit code 0 when every check passed, 1 otherwise."""
+    """Print the report; exit code 0 when every check passed (warnings included), 1 otherwise."""
     out = out or sys.stdout
     checks = [
         Check(
@@ -60,7 +69,7 @@ async def run_checks(
         )
     ]
     checks += await _openrouter_checks(settings, secrets)
-    checks.append(await _store_check(settings))
+    checks.append(await _store_check(settings, runs_platforms=_has_platform(secrets)))
     checks += _platform_checks(settings, secrets)
     for check in checks:
         print(check.line(), file=out)
@@ -75,71 +84,170 @@ async def _openrouter_checks(settings: Settings, secrets: Secrets) -> list[Check
                 False,
                 "key",
                 "OPENROUTER_API_KEY is not set",
-                "create a key at https://openrouter.ai/keys and export it",
+                f"create a key at {KEYS_PAGE} and export it",
             )
         ]
-    client = OpenRouterClient(settings, key)
+    quick = settings.model_copy(
+        update={"max_retries": min(settings.max_retries, DOCTOR_MAX_RETRIES)}
+    )
+    client = OpenRouterClient(quick, key)
     try:
-        checks = [await _key_check(client)]
+        key_check, answered = await _key_check(client, settings)
+        if key_check.name == "openrouter":  # nothing answers at the base URL: nothing more to ask
+            return [key_check]
         info = await client.model_info()
-        if not info.from_api:
-            checks.append(
-                Check(
-                    False,
-                    "model",
-                    f"could not read {settings.model} from {settings.base_url}/models",
-                    "check OPENROUTER_BASE_URL and the network; the bot would assume 4,096 tokens",
-                )
-            )
-        elif "image" not in info.input_modalities:
-            checks.append(
-                Check(
-                    False,
-                    "model",
-                    f"{info.id} does not take images (inputs: {', '.join(info.input_modalities)})",
-                    "set GLIMPSE_MODEL to a vision model such as meta-llama/llama-3.2-90b-vision-instruct",
-                )
-            )
-        else:
-            checks.append(
-                Check(
-                    True,
-                    "model",
-                    f"{info.id}: {info.context_length:,}-token context, reads images, "
-                    f"${info.prompt_price * 1e6:.2f}/M in, ${info.completion_price * 1e6:.2f}/M out",
-                )
-            )
-        return checks
+        return [
+            key_check,
+            _model_check(settings, info, listing_read=answered),
+            _budget_check(settings, info),
+        ]
     finally:
         await client.close()
 
 
-async def _key_check(client: OpenRouterClient) -> Check:
+async def _key_check(client: OpenRouterClient, settings: Settings) -> tuple[Check, bool]:
+    """GET /key: the key's check, and whether OpenRouter itself answered (so GET /models can be trusted)."""
     try:
         data = await client.key_info()
     except ModelError as exc:
-        return Check(
-            False, "key", exc.user_message, "check OPENROUTER_API_KEY (and OPENROUTER_BASE_URL)"
-        )
+        return _key_failure(exc, settings.base_url), exc.status in (401, 402, 403)
     info = data.get("data", data)
     label = info.get("label") or "unnamed"
     usage = info.get("usage")
     limit = info.get("limit")
     spent = f", ${usage:.2f} used" if isinstance(usage, int | float) else ""
     cap = f" of ${limit:.2f}" if isinstance(limit, int | float) else ""
-    return Check(True, "key", f"valid ({label}{spent}{cap})")
+    return Check(True, "key", f"valid ({label}{spent}{cap})"), True
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":[redacted]@")
-    return urlunsplit(parts._replace(netloc=netloc))
+def _key_failure(exc: ModelError, base_url: str) -> Check:
+    """What a failed GET /key means for the operator: the base URL, the key, or the account."""
+    if exc.status is None and exc.kind in ("unavailable", "timeout"):
+        return Check(
+            False,
+            "openrouter",
+            f"cannot reach OPENROUTER_BASE_URL ({base_url}): {_network_reason(exc)}",
+            f"check the URL (OpenRouter's is {OPENROUTER_API_BASE}), DNS, proxy and firewall",
+        )
+    if exc.status == 401:
+        return Check(
+            False,
+            "key",
+            f"OpenRouter refused OPENROUTER_API_KEY (401: {_said(exc)})",
+            f"create a key at {KEYS_PAGE} and export it as OPENROUTER_API_KEY",
+        )
+    if exc.status in (402, 403):
+        return Check(
+            False,
+            "key",
+            f"OpenRouter refuses service to OPENROUTER_API_KEY ({exc.status}: {_said(exc)})",
+            f"check the key's credits and limits at {KEYS_PAGE}",
+        )
+    return Check(
+        False,
+        "key",
+        f"GET {base_url}/key failed ({exc.detail}): could not check OPENROUTER_API_KEY",
+        f"check that OPENROUTER_BASE_URL is OpenRouter's API ({OPENROUTER_API_BASE}) or a proxy of it",
+    )
 
 
-async def _store_check(settings: Settings) -> Check:
+def _said(exc: ModelError) -> str:
+    """OpenRouter's own message in an error's detail ("User not found."), else the whole detail."""
+    return exc.detail.partition(" message=")[2] or exc.detail
+
+
+def _network_reason(exc: ModelError) -> str:
+    """The innermost cause of a connection failure, in words ("Connection refused"), else the detail."""
+    cause: BaseException | None = exc.__context__
+    seen: list[BaseException] = []
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for error in reversed(seen):
+        if isinstance(error, OSError) and error.errno:
+            return os.strerror(error.errno) if error.errno > 0 else str(error.strerror)
+    return exc.detail
+
+
+def _model_check(settings: Settings, info: ModelInfo, *, listing_read: bool) -> Check:
+    assumed = f"the bot would assume a {info.context_length:,}-token context"
+    if not info.from_api and listing_read:
+        return Check(
+            False,
+            "model",
+            f"model {settings.model} is not listed by OpenRouter (GET /models); {assumed}",
+            f"check the id at {MODELS_PAGE} and set GLIMPSE_MODEL to it",
+        )
+    if not info.from_api:
+        return Check(
+            False,
+            "model",
+            f"could not read {settings.model} from {settings.base_url}/models; {assumed}",
+            f"check that OPENROUTER_BASE_URL is OpenRouter's API ({OPENROUTER_API_BASE})",
+        )
+    if "image" not in info.input_modalities:
+        return Check(
+            False,
+            "model",
+            f"{info.id} does not take images (inputs: {', '.join(info.input_modalities)})",
+            "set GLIMPSE_MODEL to a vision model such as meta-llama/llama-3.2-90b-vision-instruct",
+        )
+    return Check(
+        True,
+        "model",
+        f"{info.id}: {info.context_length:,}-token context, reads images, "
+        f"${info.prompt_price * 1e6:.2f}/M in, ${info.completion_price * 1e6:.2f}/M out",
+    )
+
+
+def _budget_check(settings: Settings, info: ModelInfo) -> Check:
+    """The service's own arithmetic: does the longest system prompt leave room for a question?"""
+    budget = Budget(info.context_length, settings.max_output_tokens, settings.safety_margin_tokens)
+    builder = ContextBuilder(TokenCounter(), budget, image_tokens=settings.image_prompt_tokens)
+    room, prompt = min(
+        (builder.question_room(text + SPEAKERS_NOTE), name)
+        for name, text in _system_prompts(settings)
+    )
+    spent = (
+        f"{info.context_length:,}-token context − max_output_tokens {settings.max_output_tokens:,} "
+        f"− safety_margin_tokens {settings.safety_margin_tokens:,} = {budget.prompt_tokens:,} "
+        "prompt tokens"
+    )
+    if room >= MIN_USER_TEXT_TOKENS:
+        return Check(
+            True, "budget", f"{spent}; {room:,} left for a question and history under {prompt}"
+        )
+    short = MIN_USER_TEXT_TOKENS - room
+    fix = f"shorten {prompt}"
+    if settings.max_output_tokens - short >= MIN_OUTPUT_TOKENS:
+        fix = f"lower max_output_tokens (GLIMPSE_MAX_OUTPUT_TOKENS) to {settings.max_output_tokens - short:,} or less, or {fix}"
+    effect = (
+        'every message fails with "no room"'
+        if room <= 0
+        else f'questions longer than {room} tokens fail with "no room"'
+    )
+    if budget.prompt_tokens <= 0:
+        effect = "`glimpse run` and `glimpse chat` refuse to start"
+    return Check(
+        False,
+        "budget",
+        f"{spent}, too few for {prompt} and a question of {MIN_USER_TEXT_TOKENS} tokens: {effect}",
+        fix,
+    )
+
+
+def _system_prompts(settings: Settings) -> list[tuple[str, str]]:
+    """Every system prompt the service may send, named for the operator."""
+    prompts = [("the system prompt", settings.system_prompt)]
+    prompts += [
+        (f"channel {channel}'s prompt", text) for channel, text in settings.channel_prompts.items()
+    ]
+    return prompts
+
+
+async def _store_check(settings: Settings, *, runs_platforms: bool) -> Check:
     url = settings.resolved_store_url()
+    where = store_location(url)
     try:
         store = open_store(url)
         await store.open()
@@ -151,10 +259,43 @@ async def _store_check(settings: Settings) -> Check:
         return Check(
             False,
             "store",
-            f"{_without_password(url)}: {exc}",
-            "set GLIMPSE_STORE_URL to a writable sqlite:/// path or a reachable redis://",
+            f"{where}: {exc}",
+            "set GLIMPSE_STORE_URL to a writable sqlite:////absolute/path.db or a reachable redis://",
         )
-    return Check(True, "store", _without_password(url))
+    problem = relative_store_problem(settings)
+    if problem is not None:  # a failure only where `glimpse run` is the way Glimpse is used
+        detail, fix = problem
+        uses = "" if runs_platforms else "`glimpse chat` uses it there, "
+        detail = f"{detail}; {uses}`glimpse run` refuses it"
+        return Check(not runs_platforms, "store", detail, fix, warn=True)
+    return Check(True, "store", where)
+
+
+def relative_store_problem(settings: Settings) -> tuple[str, str] | None:
+    """Where a store naming a relative SQLite path resolves from here, and the fix; None if absolute."""
+    url = settings.resolved_store_url()
+    if not is_relative_sqlite(url):
+        return None
+    path = sqlite_path(url)
+    where = os.path.abspath(path)
+    if not settings.store_url:
+        named = (
+            f"data_dir (GLIMPSE_DATA_DIR) {settings.data_dir}"
+            if settings.data_dir
+            else f"XDG_DATA_HOME {os.environ.get('XDG_DATA_HOME', '')}"
+        )
+        return (
+            f"{named} is relative: the store resolves to {where}",
+            "set GLIMPSE_DATA_DIR to an absolute directory",
+        )
+    return (
+        f"GLIMPSE_STORE_URL {url} is relative: it resolves to {where} from the current directory",
+        f"for /{path} write sqlite:////{path} (four slashes make the path absolute)",
+    )
+
+
+def _has_platform(secrets: Secrets) -> bool:
+    return bool(secrets.discord_token or secrets.slack_bot_token)
 
 
 def _platform_checks(settings: Settings, secrets: Secrets) -> list[Check]:
