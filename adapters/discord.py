@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
@@ -37,7 +39,7 @@ from adapters.discord_translate import (
     root_key,
     thread_name,
 )
-from bot.config import ConfigError, Secrets, Settings
+from bot.config import ConfigError, Secrets, Settings, StartupError
 from bot.conversations import Conversations
 from bot.doctor import discord_invite_url
 from bot.messages import ConversationKey, IncomingMessage, QuotedMessage
@@ -342,7 +344,7 @@ def create_client(
 async def run_discord(
     conversations: Conversations, settings: Settings, secrets: Secrets, **options: Any
 ) -> None:
-    """Connect and answer until cancelled; raise ConfigError for a bad token or a refused intent."""
+    """Connect and answer until cancelled; ConfigError for a bad token or a refused intent, StartupError for no connection."""
     token = secrets.discord_token.get_secret_value() if secrets.discord_token else ""
     if not token:
         raise ConfigError(
@@ -351,7 +353,8 @@ async def run_discord(
     client = create_client(conversations, settings, secrets, **options)
     try:
         async with client:
-            await client.start(token)
+            await _log_in(client, token)
+            await _connect(client)
     except discord.PrivilegedIntentsRequired:
         help_text = intent_help(client.application_id or settings.discord.application_id)
         log.error(help_text)
@@ -360,3 +363,70 @@ async def run_discord(
         raise ConfigError(
             "Discord rejected DISCORD_TOKEN: copy a fresh token from the Developer Portal (Bot → Reset Token)"
         ) from None
+
+
+# What `Client.connect` retries after (and logs with a traceback); before the first READY they end start-up.
+RETRIED_ERRORS = (
+    OSError,
+    aiohttp.ClientError,
+    TimeoutError,
+    discord.GatewayNotFound,
+    discord.HTTPException,
+    discord.ConnectionClosed,
+)
+
+
+class _FirstConnection(logging.Filter):
+    """On discord.py's client log until READY: takes the retry traceback off the log and keeps its error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, RETRIED_ERRORS):
+            return True
+        if not self.failed.done():
+            self.failed.set_result(error)
+        return False
+
+
+def _cause(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+async def _log_in(client: GlimpseDiscord, token: str) -> None:
+    """`client.login` (REST); an unreachable or failing API is a StartupError naming DISCORD_API_BASE."""
+    try:
+        await client.login(token)
+    except (OSError, aiohttp.ClientError, discord.HTTPException) as exc:  # TimeoutError too
+        raise StartupError(
+            f"cannot reach Discord's API at {discord.http.Route.BASE} ({_cause(exc)}): "
+            "check the network or DISCORD_API_BASE"
+        ) from None
+
+
+async def _connect(client: GlimpseDiscord) -> None:
+    """`client.connect`, reconnecting once the first READY came; failing before it is a StartupError."""
+    first = _FirstConnection()
+    client_log = logging.getLogger("discord.client")
+    client_log.addFilter(first)
+    runner = asyncio.ensure_future(client.connect(reconnect=True))
+    ready = asyncio.ensure_future(client.wait_until_ready())
+    waited: list[asyncio.Future[Any]] = [runner, ready, first.failed]
+    try:
+        try:
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            client_log.removeFilter(first)
+            ready.cancel()
+        if first.failed.done() and not runner.done():
+            raise StartupError(
+                f"cannot connect to Discord's gateway at {DiscordWebSocket.DEFAULT_GATEWAY} "
+                f"({_cause(first.failed.result())}): check the network or DISCORD_GATEWAY_URL"
+            )
+        await runner
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
