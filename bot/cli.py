@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+log = logging.getLogger("glimpse.cli")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -148,6 +150,7 @@ async def _chat(args: argparse.Namespace, settings: Settings, secrets: Secrets) 
     except ConsoleError as exc:
         print(f"glimpse: {exc}", file=sys.stderr)
         return 1
+    _warn_relative_store(settings)
     conversations = build_conversations(settings, secrets)
     key = conversation_key(args.conversation)
     try:
@@ -171,6 +174,7 @@ async def _chat(args: argparse.Namespace, settings: Settings, secrets: Secrets) 
 async def _run(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
     from bot.app import build_conversations
 
+    _store_for_run(settings)
     platforms = (
         [args.platform]
         if args.platform
@@ -216,6 +220,28 @@ async def _run(args: argparse.Namespace, settings: Settings, secrets: Secrets) -
             await health.close()
         await conversations.close()
     return 0
+
+
+def _store_for_run(settings: Settings) -> None:
+    """Log where the memory store is; refuse a SQLite path relative to where Glimpse was started."""
+    from bot.doctor import relative_store_problem
+    from bot.store import store_location
+
+    problem = relative_store_problem(settings)
+    if problem is not None:
+        detail, fix = problem
+        raise ConfigError(f"{detail}; `glimpse run` needs an absolute path: {fix}")
+    log.info("memory store: %s", store_location(settings.resolved_store_url()))
+
+
+def _warn_relative_store(settings: Settings) -> None:
+    """`glimpse chat` keeps a relative SQLite path, and says on stderr where that puts the file."""
+    from bot.doctor import relative_store_problem
+
+    problem = relative_store_problem(settings)
+    if problem is not None:
+        detail, fix = problem
+        print(f"glimpse: memory store: {detail} ({fix})", file=sys.stderr)
 
 
 async def _serve_health(

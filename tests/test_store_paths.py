@@ -1,0 +1,81 @@
+"""Where the memory store is: `glimpse run` logs it and refuses a relative SQLite path, chat says it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
+
+
+async def _glimpse(*args: str, cwd: Path, **env: str) -> tuple[int, str]:
+    """Run `glimpse` in `cwd` with only the given Glimpse settings; its exit code and stderr."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GLIMPSE_", "OPENROUTER_", "DISCORD_", "SLACK_"))
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(Path(__file__).parents[1]), **env},
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
+async def test_run_refuses_a_relative_sqlite_path_in_one_line(tmp_path: Path) -> None:
+    code, err = await _glimpse(
+        "run", cwd=tmp_path, GLIMPSE_STORE_URL="sqlite:///tmp/x.db", DISCORD_TOKEN="x"
+    )
+    assert (code, len(err.splitlines())) == (2, 1), err
+    assert err.startswith("glimpse: GLIMPSE_STORE_URL sqlite:///tmp/x.db is relative: ")
+    assert f"resolves to {tmp_path / 'tmp' / 'x.db'}" in err
+    assert "for /tmp/x.db write sqlite:////tmp/x.db" in err
+    assert not (tmp_path / "tmp").exists()  # nothing was created where it pointed
+
+
+async def test_run_refuses_a_relative_data_dir(tmp_path: Path) -> None:
+    code, err = await _glimpse("run", cwd=tmp_path, GLIMPSE_DATA_DIR="state", DISCORD_TOKEN="x")
+    assert (code, len(err.splitlines())) == (2, 1), err
+    assert f"resolves to {tmp_path / 'state' / 'glimpse.db'}" in err
+    assert "set GLIMPSE_DATA_DIR to an absolute directory" in err
+
+
+async def test_run_logs_the_absolute_store_it_uses(tmp_path: Path) -> None:
+    store = tmp_path / "glimpse.db"
+    # Four slashes: tmp_path is absolute. No key: run stops right after the store line.
+    code, err = await _glimpse(
+        "run", cwd=tmp_path, GLIMPSE_STORE_URL=f"sqlite:///{store}", DISCORD_TOKEN="x"
+    )
+    assert code == 2 and "OPENROUTER_API_KEY" in err, err
+    assert f"glimpse.cli: memory store: SQLite file {store}" in err
+
+
+async def test_chat_keeps_a_relative_path_and_says_where_the_file_is(
+    fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    code, err = await _glimpse(
+        "chat",
+        "-m",
+        "hi",
+        cwd=tmp_path,
+        GLIMPSE_STORE_URL="sqlite:///data/g.db",
+        OPENROUTER_API_KEY=FAKE_API_KEY,
+        OPENROUTER_BASE_URL=fake_openrouter.base_url,
+    )
+    assert code == 0, err
+    assert err.startswith(
+        f"glimpse: memory store: GLIMPSE_STORE_URL sqlite:///data/g.db is relative: "
+        f"it resolves to {tmp_path / 'data' / 'g.db'}"
+    )
+    assert (tmp_path / "data" / "g.db").is_file()
