@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 
@@ -79,3 +82,11 @@ async def test_chat_keeps_a_relative_path_and_says_where_the_file_is(
         f"it resolves to {tmp_path / 'data' / 'g.db'}"
     )
     assert (tmp_path / "data" / "g.db").is_file()
+
+
+@pytest.mark.parametrize("name", ["README.md", "config/glimpse.example.toml", ".env.example"])
+def test_every_sqlite_example_does_what_it_looks_like(name: str) -> None:
+    text = (Path(__file__).parents[1] / name).read_text(encoding="utf-8")
+    for relative in re.finditer(r"sqlite:///(?!/)[^\s`'\")]+", text):
+        around = text[max(0, relative.start() - 120) : relative.end() + 120]
+        assert "relative" in around, f"{name}: {relative.group()} reads as absolute but is not"
