@@ -132,6 +132,7 @@ class Plan:
     image_scale: float  # 1.0: a 12 MP photo and a 4K screenshot
     image_runs: int
     corpus_size: int
+    recall_size: int  # of the corpus's conversations, replayed end to end for P3's memory columns
     lengths: tuple[int, ...]  # memory lengths for the build time
     build_reps: int
     memory: tuple[int, int]  # (live conversations, turns each)
@@ -150,6 +151,7 @@ FULL_PLAN = Plan(
     image_scale=1.0,
     image_runs=15,
     corpus_size=240,
+    recall_size=240,
     lengths=(10, 100, 1000, 10_000),
     build_reps=200,
     memory=(1000, 20),
@@ -167,6 +169,7 @@ QUICK_PLAN = Plan(
     image_scale=0.25,
     image_runs=2,
     corpus_size=24,
+    recall_size=12,
     lengths=(10, 100),
     build_reps=20,
     memory=(50, 20),

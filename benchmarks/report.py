@@ -11,6 +11,7 @@ from benchmarks.common import Plan, summarise
 from benchmarks.context_use import StrategyResult
 from benchmarks.corpus import PROFILES
 from benchmarks.images import ImageResult
+from benchmarks.memory_recall import RecallResult
 from benchmarks.memory_use import MemoryResult
 from benchmarks.overhead import PROBED, RATIO_PAIR, Level, Sample
 from benchmarks.profile import ProfileResult
@@ -27,6 +28,7 @@ SATURATED_SHARE = 1.05
 PHOTO_MS_TARGET = 40.0
 PHOTO_BYTES_TARGET = 0.1
 BUDGET_USE_TARGET = 0.90
+FIRST_FACT_TARGET = 0.90  # with summaries, history over budget
 BUILD_MS_TARGET = 2.0
 BUILD_TARGET_TURNS = 1000
 RSS_TARGET_MB = 200.0
@@ -53,6 +55,7 @@ class Results:
     image_core: int | None = None
     images: list[ImageResult] = field(default_factory=list)
     context: list[StrategyResult] = field(default_factory=list)
+    recall: list[RecallResult] = field(default_factory=list)  # P3's memory columns
     build: list[BuildResult] = field(default_factory=list)
     memory: list[MemoryResult] = field(default_factory=list)
 
@@ -110,6 +113,10 @@ def slack_ratio(slack: SlackResult) -> float:
 
 def _verdict(met: bool) -> str:
     return "met" if met else "**missed**"
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.1%}"
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -185,7 +192,8 @@ def _summary(results: Results) -> str:
                 "—",
             ]
         )
-    rows += _image_summary(results) + _context_summary(results) + _build_summary(results)
+    rows += _image_summary(results) + _context_summary(results) + _recall_summary(results)
+    rows += _build_summary(results)
     rows += _memory_summary(results)
     table = _table(["measure", "target", "Glimpse", "usual approach", "verdict"], rows)
     return table + (
@@ -244,6 +252,53 @@ def _context_summary(results: Results) -> list[list[str]]:
             f"{share:.1%}",
             ", ".join(f"{r.median_share(only_exceeding=True):.1%} ({r.name})" for r in others),
             _verdict(share >= BUDGET_USE_TARGET),
+        ],
+    ]
+
+
+def _recall(results: Results, name: str) -> RecallResult | None:
+    return next((r for r in results.recall if r.variant.name == name), None)
+
+
+def _recall_summary(results: Results) -> list[list[str]]:
+    with_, without = _recall(results, "summaries"), _recall(results, "no summaries")
+    if with_ is None or without is None:
+        return []
+    first = with_.first_share(only_exceeding=True)
+    exceeding = sum(c.exceeds for c in with_.conversations)
+    return [
+        [
+            "P3 first message's fact still in the last request, history over budget "
+            f"({exceeding} of {len(with_.conversations)} conversations replayed end to end), "
+            "with summaries",
+            f"≥ {FIRST_FACT_TARGET:.0%}",
+            _pct(first),
+            f"{_pct(without.first_share(only_exceeding=True))} (without summaries)",
+            _verdict(first >= FIRST_FACT_TARGET),
+        ],
+        [
+            "P3 all earlier messages' facts still in the last request, history over budget",
+            "(no target)",
+            _pct(with_.fact_share(only_exceeding=True)),
+            f"{_pct(without.fact_share(only_exceeding=True))} (without summaries)",
+            "—",
+        ],
+        [
+            f"P3 overflows with summaries ({with_.answers:,} answer requests, "
+            f"{with_.summary_calls:,} summary requests)",
+            "0",
+            str(with_.overflows),
+            "n/a",
+            _verdict(with_.overflows == 0 and with_.failed == 0),
+        ],
+        [
+            "P3 summary calls' tokens per 100 answers (prompt + completion)",
+            "(no target)",
+            f"{_fmt(with_.per_100_answers(with_.summary_tokens), 0)} "
+            f"(${_fmt(with_.summary_usd_per_100(), 4)})",
+            f"answers' own: {_fmt(without.per_100_answers(without.answer_tokens), 0)} without "
+            f"summaries, {_fmt(with_.per_100_answers(with_.answer_tokens), 0)} with",
+            "—",
         ],
     ]
 
@@ -543,7 +598,128 @@ def _p3_section(results: Results) -> str:
         "overflows",
         "rejected",
     ]
-    return intro + _table(header, rows) + "\n\n" + _per_profile(results)
+    text = (
+        (intro + _table(header, rows) + "\n\n" + _per_profile(results)) if results.context else ""
+    )
+    return text + _recall_section(results)
+
+
+def _recall_section(results: Results) -> str:
+    if not results.recall:
+        return ""
+    first = results.recall[0]
+    facts = sum(c.planted for c in first.conversations)
+    exceeding = sum(c.exceeds for c in first.conversations)
+    replayed = len(first.conversations)
+    which = (
+        f"The same {replayed} conversations"
+        if results.context and len(results.context[0].prompt_tokens) == replayed
+        else f"The first {replayed} conversations of the same corpus"
+    )
+    intro = (
+        f"\n\n### What the last request still holds, with summaries and without\n\n"
+        f"{which}, replayed end to end through `Conversations.handle` (memory store, the "
+        "openai SDK, the fake OpenRouter in this process, one conversation at a time): the user "
+        "messages in order, each earlier one "
+        f"opening with a marked fact (`fact-17=teal`; {facts:,} facts in all), each answered with "
+        "the corpus's own reply. Asked for a summary (the non-streamed call Glimpse makes after an "
+        "answer once the next request would leave turns out), the fake keeps every marked fact it "
+        "is shown and nothing else, so these figures measure what Glimpse sends and when, not a "
+        "model's summarising: a real model condenses, and may lose what the fake keeps. Scored: "
+        "the request of each conversation's last message; a fact counts if it appears anywhere in "
+        "it, verbatim in a turn or in the summary inside the system message. History over budget: "
+        f"the whole conversation as sent is over the budget ({exceeding} conversations). "
+        '"Summaries" sends the next message once the summary is stored '
+        '(`await conversations.idle()`); "next message at once" sends it as soon as the answer '
+        "is delivered, so the summary call (answered at once by the fake) races it, and that "
+        "message's request goes out without the new summary. Tokens are counted with the Llama 3 "
+        "tokenizer: answer requests as the context builder counted them, summary requests as "
+        "sent; completions are the corpus's replies and the fake's summaries. Overflow: an answer "
+        "request over the budget (or over 4,096 with the reserved answer), or a summary request "
+        "whose prompt plus its `max_tokens` exceed 4,096.\n\n"
+    )
+    header = [
+        "Glimpse",
+        "facts kept",
+        "facts kept, history over budget",
+        "first fact kept",
+        "first fact kept, history over budget",
+        "facts kept only by the summary",
+        "summary calls per 100 answers",
+        "summary tokens per 100 answers (prompt + completion)",
+        "answer tokens per 100 answers (prompt + completion)",
+        "overflows (answer / summary requests)",
+        "run s",
+    ]
+    rows = [
+        [
+            r.variant.name,
+            _pct(r.fact_share()),
+            _pct(r.fact_share(only_exceeding=True)),
+            _pct(r.first_share()),
+            _pct(r.first_share(only_exceeding=True)),
+            _pct(r.summary_share()),
+            _fmt(r.per_100_answers(r.summary_calls), 1),
+            f"{_fmt(r.per_100_answers(r.summary_prompt_tokens), 0)} + "
+            f"{_fmt(r.per_100_answers(r.summary_completion_tokens), 0)}",
+            f"{_fmt(r.per_100_answers(r.answer_prompt_tokens), 0)} + "
+            f"{_fmt(r.per_100_answers(r.answer_completion_tokens), 0)}",
+            f"{r.answer_overflows} / {r.summary_overflows}"
+            + (f" ({r.failed} not answered)" if r.failed else ""),
+            f"{r.seconds:.0f}",
+        ]
+        for r in results.recall
+    ]
+    return intro + _table(header, rows) + _recall_notes(results)
+
+
+def _recall_notes(results: Results) -> str:
+    with_, without = _recall(results, "summaries"), _recall(results, "no summaries")
+    if with_ is None or without is None or not with_.summary_calls:
+        return ""
+    per_100 = with_.per_100_answers
+    average = with_.summary_completion_tokens / with_.summary_calls
+    text = (
+        f"\n\n**Cost.** With summaries, every 100 answers bring "
+        f"{_fmt(per_100(with_.summary_calls), 1)} summary calls: "
+        f"{_fmt(per_100(with_.summary_prompt_tokens), 0)} prompt and "
+        f"{_fmt(per_100(with_.summary_completion_tokens), 0)} completion tokens, beside the "
+        f"answers' own {_fmt(without.per_100_answers(without.answer_tokens), 0)} tokens without "
+        f"summaries and {_fmt(per_100(with_.answer_tokens), 0)} with them (a fold keeps only half "
+        "the room verbatim, so the requests after it are shorter until it fills again). At the "
+        f"model's prices, per 100 answers: ${_fmt(without.answer_usd_per_100(), 3)} without "
+        f"summaries; ${_fmt(with_.answer_usd_per_100(), 3)} for the answers plus "
+        f"${_fmt(with_.summary_usd_per_100(), 3)} for the summary calls with them. The fake's "
+        f"summaries are only the list of facts ({average:.0f} tokens on average); a real one may "
+        f"run to its cap of {with_.summary_cap} tokens. Were every summary at its cap, the "
+        f"summary completions would be at most {_fmt(per_100(with_.summary_max_tokens), 0)} "
+        f"tokens per 100 answers, and answers and summary calls together would cost at most "
+        f"${_fmt(with_.at_cap_usd_per_100(), 3)} per 100 answers (each request carrying a summary "
+        "at most that much longer)."
+    )
+    misses = with_.misses()
+    missed, crowded = with_.first_misses_crowded(only_exceeding=True)
+    text += (
+        f"\n\n**What is lost with summaries** ({sum(misses.values()):,} facts of "
+        f"{sum(c.planted for c in with_.conversations):,}): {misses['crowded out']:,} in "
+        "conversations whose last request left out turns no summary covered (a last message so "
+        "long that it crowds out the newest turns, which no summary holds yet because until then "
+        f"they fit); {misses['summary at its cap']:,} cut from a summary at its cap of "
+        f"{with_.summary_cap} tokens (the fake's list of facts grew past it); "
+        f"{misses['other']:,} otherwise. The first message's fact is missing in {missed} "
+        f"conversations over budget, {crowded} of them crowded out that way."
+    )
+    at_once = _recall(results, "summaries, next message at once")
+    if at_once is not None:
+        text += (
+            f" Sending each next message at once keeps {_pct(at_once.fact_share())} of the facts "
+            f"and {_pct(at_once.first_share(only_exceeding=True))} of the first ones (over budget), "
+            f"against {_pct(with_.fact_share())} and "
+            f"{_pct(with_.first_share(only_exceeding=True))} when the summary is waited for: the "
+            "difference is the lag, a last message sent while the summary it needed was still "
+            "being written."
+        )
+    return text
 
 
 def _per_profile(results: Results) -> str:
@@ -910,6 +1086,14 @@ def key_ratios(results: Results) -> list[str]:
         lines.append(
             f"P3 {strategy.name}: {strategy.overflows} overflows, median use over budget "
             f"{strategy.median_share(only_exceeding=True):.1%}"
+        )
+    for recall in results.recall:
+        lines.append(
+            f"P3 memory, {recall.variant.name}: first fact kept "
+            f"{_pct(recall.first_share(only_exceeding=True))} (history over budget; target ≥ "
+            f"{FIRST_FACT_TARGET:.0%} with summaries), facts kept {_pct(recall.fact_share())}, "
+            f"{recall.overflows} overflows, summary tokens per 100 answers "
+            f"{_fmt(recall.per_100_answers(recall.summary_tokens), 0)}"
         )
     for build in results.build:
         lines.append(

@@ -19,6 +19,7 @@ from benchmarks.context_use import measure_context_use  # noqa: E402
 from benchmarks.corpus import make_corpus  # noqa: E402
 from benchmarks.images import measure_images  # noqa: E402
 from benchmarks.machine import load_average, machine_info  # noqa: E402
+from benchmarks.memory_recall import measure_memory_recall  # noqa: E402
 from benchmarks.memory_use import measure_memory  # noqa: E402
 from benchmarks.overhead import request_body, run_level, started_sides  # noqa: E402
 from benchmarks.profile import profile_round  # noqa: E402
@@ -89,8 +90,15 @@ def _local_phases(plan: Plan, phases: set[str], results: Results) -> None:
         results.image_core, results.images = measure_images(plan.image_scale, plan.image_runs)
         _say(f"[P2] {len(results.images)} images prepared {plan.image_runs} times each")
     if "p3" in phases:
-        results.context = measure_context_use(make_corpus(plan.corpus_size))
+        corpus = make_corpus(plan.corpus_size)
+        results.context = measure_context_use(corpus)
         _say(f"[P3] {plan.corpus_size} conversations, 3 strategies")
+        started = time.perf_counter()
+        results.recall = asyncio.run(measure_memory_recall(corpus[: plan.recall_size]))
+        _say(
+            f"[P3] {plan.recall_size} conversations replayed end to end, with summaries and "
+            f"without: {time.perf_counter() - started:.0f} s"
+        )
     if "p4" in phases:
         results.build = asyncio.run(measure_build_time(list(plan.lengths), plan.build_reps))
         _say(f"[P4] build time at {', '.join(f'{n:,}' for n in plan.lengths)} turns")

@@ -20,6 +20,7 @@ from benchmarks.common import QUICK_PLAN, ModelShape, percentile
 from benchmarks.context_use import measure_context_use
 from benchmarks.corpus import PROFILES, make_corpus
 from benchmarks.machine import process_cpu_seconds
+from benchmarks.memory_recall import FACT, measure_memory_recall, plant_facts
 from benchmarks.overhead import (
     APPROACHES,
     RATIO_PAIR,
@@ -28,10 +29,19 @@ from benchmarks.overhead import (
     run_level,
     started_sides,
 )
-from benchmarks.report import Results, core_ms, departure_p50, ratio, render, steady_ratio
+from benchmarks.report import (
+    Results,
+    core_ms,
+    departure_p50,
+    key_ratios,
+    ratio,
+    render,
+    steady_ratio,
+)
 from benchmarks.request_cost import sdk_request_microseconds
 from benchmarks.steady import SteadyResult, run_steady
 from bot import openrouter
+from bot.tokens import TokenCounter
 from tests.fakes.openrouter import FakeOpenRouter
 
 # What the probe patches, as (owner, attribute).
@@ -59,6 +69,39 @@ def test_glimpse_trimming_never_overflows_where_the_usual_ways_do() -> None:
     assert results["glimpse"].overflows == 0
     assert all(tokens <= results["glimpse"].budget for tokens in results["glimpse"].prompt_tokens)
     assert results["last 25 messages"].overflows > 0
+
+
+def test_every_earlier_message_opens_with_its_own_fact() -> None:
+    corpus = make_corpus(6)
+    planted = plant_facts(corpus, TokenCounter(), budget=3008)
+    facts = [fact for conversation in planted for fact in conversation.facts]
+    assert len(facts) == len(set(facts)) == sum(len(c.history) // 2 for c in corpus)
+    for conversation, original in zip(planted, corpus, strict=True):
+        assert conversation.messages[-1] == original.new_message  # the question carries none
+        for message, fact in zip(conversation.messages, conversation.facts, strict=False):
+            assert message.startswith(f"{fact} ") and FACT.fullmatch(fact)
+
+
+async def test_summaries_keep_the_first_facts_that_trimming_alone_drops() -> None:
+    results = {r.variant.name: r for r in await measure_memory_recall(make_corpus(4))}
+    without, with_ = results["no summaries"], results["summaries"]
+    assert sum(c.exceeds for c in with_.conversations) > 0
+    assert with_.first_share(only_exceeding=True) > without.first_share(only_exceeding=True)
+    assert with_.fact_share() > without.fact_share() and with_.summary_share() > 0
+    assert without.summary_calls == 0 < with_.summary_calls
+    for result in results.values():
+        assert result.failed == 0 and result.overflows == 0
+        assert result.answers == sum(len(c.history) // 2 + 1 for c in make_corpus(4))
+    run = Results(QUICK_PLAN, {}, recall=list(results.values()))
+    text = render(run)
+    row = next(line for line in text.splitlines() if "first message's fact" in line)
+    assert _cells(row)[2:] == [
+        f"{with_.first_share(only_exceeding=True):.1%}",
+        f"{without.first_share(only_exceeding=True):.1%} (without summaries)",
+        "met" if with_.first_share(only_exceeding=True) >= 0.9 else "**missed**",
+    ]
+    assert "What the last request still holds" in text and "**Cost.**" in text
+    assert sum(line.startswith("P3 memory") for line in key_ratios(run)) == len(results)
 
 
 def test_the_fake_model_shape_spreads_its_tokens_over_its_time() -> None:
