@@ -56,13 +56,26 @@ def test_the_image_is_multi_stage_on_slim_python_and_runs_as_a_user() -> None:
     assert _instructions().index(("USER", user)) > _instructions().index(("FROM", stages[-1]))
 
 
-def test_the_image_installs_exactly_as_the_readme_does() -> None:
+def readme_first_lines() -> list[list[list[str]]]:
+    """The README's first two lines (install and chat; tests), each as its `&&`-joined commands."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    readme_install = re.search(r"^pip install -e \.", readme, re.MULTILINE)
-    assert readme_install is not None
-    pip_runs = [run for run in _all("RUN") if "pip install" in run]
-    assert pip_runs == ["pip install ."]  # the README's line without -e (no source tree to edit)
-    assert shlex.split(readme_install.group(0)) == ["pip", "install", "-e", "."]
+    block = re.search(r"^```sh\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    assert block is not None
+    lines = block.group(1).splitlines()[:2]
+    return [[shlex.split(command) for command in line.split("&&")] for line in lines]
+
+
+def test_the_image_installs_exactly_as_the_readme_does() -> None:
+    [make_venv, activate, install, *_] = readme_first_lines()[0]
+    assert make_venv[1:3] == ["-m", "venv"] and activate == [".", f"{make_venv[3]}/bin/activate"]
+    assert install == ["pip", "install", "-e", "."]
+
+    [venv_run] = [run for run in _all("RUN") if "-m venv" in run]
+    image_venv = shlex.split(venv_run)
+    assert image_venv[1:3] == ["-m", "venv"]  # `python` there is the image's only Python
+    assert any(f"PATH={image_venv[3]}/bin:" in env for env in _all("ENV"))  # activated
+    pip_runs = [shlex.split(run) for run in _all("RUN") if "pip install" in run]
+    assert pip_runs == [[word for word in install if word != "-e"]]  # no source tree to edit
 
 
 def test_the_entrypoint_is_the_console_script_and_cmd_a_command(
