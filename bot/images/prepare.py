@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import warnings
 from typing import cast
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -52,6 +53,11 @@ _ALLOWED_MAGIC = (
     b"GIF87a",
     b"GIF89a",
 )
+# Pillow warns about images between its MAX_IMAGE_PIXELS and twice that. Glimpse's own limit is
+# never above Pillow's (`_effective_pixel_limit`) and is checked from the header before decoding,
+# so each such image is refused in a sentence already: the warning would only leak to stderr.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _AVIF_BRANDS = {b"avif", b"avis"}
 
