@@ -7,12 +7,21 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from importlib import metadata
+from typing import TYPE_CHECKING, NoReturn
 
-from bot.config import ConfigError, Secrets, Settings, load_secrets, load_settings
+import bot
+from bot.config import (
+    ConfigError,
+    Secrets,
+    Settings,
+    StartupError,
+    load_secrets,
+    load_settings,
+)
 from bot.context import ContextError
 from bot.heap import settle_heap
-from bot.logs import setup_logging
+from bot.logs import redact, setup_logging
 from bot.shutdown import serve_until_signalled
 from bot.store import StoreError
 
@@ -26,6 +35,7 @@ log = logging.getLogger("glimpse.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `glimpse` command; a failure is one line on stderr: exit 2 for configuration, 1 otherwise."""
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -38,35 +48,84 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         secrets = load_secrets()
         return int(asyncio.run(args.handler(args, settings, secrets)) or 0)
-    except (ConfigError, ContextError) as exc:
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # every failure becomes one line and an exit code
+        return _fail(exc)
+
+
+def _fail(exc: Exception) -> int:
+    """Print the one line for a failure and return its exit code."""
+    if isinstance(exc, (ConfigError, ContextError)):
         print(f"glimpse: {exc}", file=sys.stderr)
         return 2
-    except StoreError as exc:
+    if isinstance(exc, StoreError):
         print(
             f"glimpse: cannot open the memory store: {exc} "
             "(check GLIMPSE_STORE_URL; `glimpse doctor` checks it)",
             file=sys.stderr,
         )
         return 2
-    except KeyboardInterrupt:
-        return 130
+    if isinstance(exc, StartupError):
+        print(f"glimpse: {exc}", file=sys.stderr)
+        return 1
+    log.debug("unexpected failure", exc_info=exc)
+    detail = redact(str(exc))
+    print(
+        f"glimpse: unexpected error: {type(exc).__name__}{': ' + detail if detail else ''} "
+        "(--log-level DEBUG shows where)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _version() -> str:
+    """The installed distribution's version, else `bot.__version__`, else 'unknown'."""
+    try:
+        return metadata.version("glimpse")
+    except metadata.PackageNotFoundError:
+        return str(getattr(bot, "__version__", "unknown"))
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """--config, --log-level, --log-format: before the command (defaults) or after it (suppressed)."""
+    unset = argparse.SUPPRESS
+
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=unset if suppress else None,
+        help="TOML config file (default: $GLIMPSE_CONFIG)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=unset if suppress else None,
+        help="log verbosity (default: INFO for run, WARNING otherwise)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=unset if suppress else "text",
+        help="log line format (default: text)",
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong and where the usage is (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", metavar="PATH", help="TOML config file (default: $GLIMPSE_CONFIG)"
-    )
-    common.add_argument(
-        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity"
-    )
-    common.add_argument(
-        "--log-format", choices=["text", "json"], default="text", help="log line format"
-    )
+    # Global options go before or after the command; after it they only override what is given.
+    common = _Parser(add_help=False)
+    _global_options(common, suppress=True)
 
-    parser = argparse.ArgumentParser(
-        prog="glimpse", description="A vision chat-bot for Discord and Slack."
-    )
+    parser = _Parser(prog="glimpse", description="A vision chat-bot for Discord and Slack.")
+    parser.add_argument("--version", action="version", version=f"glimpse {_version()}")
+    _global_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = commands.add_parser("chat", parents=[common], help="talk to the bot in the terminal")

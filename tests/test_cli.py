@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import bot.cli
+from bot.config import ConfigError, StartupError
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 
 
@@ -153,7 +159,7 @@ async def test_a_bad_config_value_is_one_clear_message(
     run = await _glimpse(
         "chat", "-m", "hi", env=_env(fake, tmp_path, GLIMPSE_TEMPERATURE="scorching")
     )
-    assert run.code == 2
+    assert (run.code, len(run.err.splitlines())) == (2, 1), run.err
     assert "temperature" in run.err and "Traceback" not in run.err
 
 
@@ -208,3 +214,137 @@ async def test_a_store_that_cannot_open_is_one_clear_line(
     assert "cannot open the memory store" in run.err and "GLIMPSE_STORE_URL" in run.err
     assert "Traceback" not in run.err and "pw-in-url" not in run.err
     assert fake.chat_requests == []
+
+
+def _one_line(run: Run, code: int) -> str:
+    """The single stderr line of a refused start, after checking the exit code."""
+    assert (run.code, len(run.err.splitlines())) == (code, 1), run.err
+    assert "Traceback" not in run.err
+    return run.err
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_version_prints_the_name_and_version(fake: FakeOpenRouter, tmp_path: Path) -> None:
+    run = await _glimpse("--version", env=_env(fake, tmp_path))
+    assert run.code == 0, run.err
+    assert re.fullmatch(r"glimpse \d+\.\d+\S*", run.out.strip())
+
+
+async def test_lists_in_the_environment_are_comma_separated(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    env = _env(fake, tmp_path, GLIMPSE_DISCORD__GUILD_IDS="1,2", GLIMPSE_ALLOW_USERS="U1, U2")
+    run = await _glimpse("doctor", env=env)
+    assert run.code == 0, run.out + run.err
+    assert "Traceback" not in run.err
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GLIMPSE_PROVIDER", "order=together"),
+        ("GLIMPSE_CHANNEL_PROMPTS", "{C1: pirate}"),
+        ("GLIMPSE_DISCORD", "guild_ids=1"),
+    ],
+)
+async def test_bad_json_in_a_dict_setting_is_one_line_naming_the_variable(
+    fake: FakeOpenRouter, tmp_path: Path, name: str, value: str
+) -> None:
+    run = await _glimpse("doctor", env=_env(fake, tmp_path, **{name: value}))
+    line = _one_line(run, 2)
+    assert name in line and "must be a JSON object" in line and "e.g." in line
+
+
+async def test_a_typo_is_unknown_with_a_suggestion_and_config_goes_before_or_after_the_command(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    config = tmp_path / "glimpse.toml"
+    config.write_text("max_output_token = 700\n[discord]\nguild_id = ['1']\n", encoding="utf-8")
+    env = _env(fake, tmp_path)
+    for args in (("--config", str(config), "doctor"), ("doctor", "--config", str(config))):
+        line = _one_line(await _glimpse(*args, env=env), 2)
+        assert "max_output_token: unknown setting (did you mean max_output_tokens?)" in line
+        assert "discord.guild_id: unknown setting (did you mean discord.guild_ids?)" in line
+        assert "environment only" not in line
+
+
+async def test_global_options_work_before_and_after_the_command(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    config = tmp_path / "glimpse.toml"
+    config.write_text('model = "example/text-only-model"\n', encoding="utf-8")
+    env = _env(fake, tmp_path)
+    before = await _glimpse("--config", str(config), "--log-format", "json", "doctor", env=env)
+    after = await _glimpse("doctor", "--log-level", "ERROR", "--config", str(config), env=env)
+    for run in (before, after):
+        assert "example/text-only-model" in run.out, run.out + run.err
+
+
+async def test_unreachable_discord_api_is_one_line_and_exit_1(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    port = _closed_port()
+    env = _env(
+        fake,
+        tmp_path,
+        DISCORD_TOKEN="dummy-token",
+        DISCORD_API_BASE=f"http://127.0.0.1:{port}/api/v10",
+        DISCORD_GATEWAY_URL=f"ws://127.0.0.1:{port}/",
+        GLIMPSE_HEALTH_PORT="0",
+    )
+    began = time.monotonic()
+    run = await _glimpse("run", "--platform", "discord", "--log-level", "WARNING", env=env)
+    line = _one_line(run, 1)
+    assert "DISCORD_API_BASE" in line and "dummy-token" not in line
+    assert time.monotonic() - began < 30
+
+
+async def test_unreachable_discord_gateway_is_one_line_and_exit_1(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    async with FakeDiscord() as discord:
+        env = _env(
+            fake,
+            tmp_path,
+            DISCORD_TOKEN=discord.token,
+            DISCORD_API_BASE=discord.api_base,
+            DISCORD_GATEWAY_URL=f"ws://127.0.0.1:{_closed_port()}/",
+            GLIMPSE_HEALTH_PORT="0",
+        )
+        run = await _glimpse("--log-level", "WARNING", "run", "--platform", "discord", env=env)
+    line = _one_line(run, 1)
+    assert "DISCORD_GATEWAY_URL" in line
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ConfigError("temperature: too hot"), 2),
+        (StartupError("cannot reach Discord's API: check the network or DISCORD_API_BASE"), 1),
+        (RuntimeError("something nobody expected"), 1),
+    ],
+)
+def test_every_failure_is_one_line_with_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception, code: int
+) -> None:
+    def fail(*_: object) -> None:
+        raise error
+
+    monkeypatch.setattr(bot.cli, "setup_logging", lambda *_: None)
+    monkeypatch.setattr(bot.cli, "load_settings", fail)
+    assert bot.cli.main(["doctor"]) == code
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and str(error) in err and "Traceback" not in err
+
+
+def test_a_wrong_option_is_one_line_pointing_to_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        bot.cli.main(["doctor", "--colour", "blue"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert "--colour" in err and "--help`" in err
