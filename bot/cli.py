@@ -139,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
         "--conversation", metavar="NAME", default="default", help="which memory to use"
     )
     chat.add_argument("--new", action="store_true", help="forget the conversation first")
+    chat.add_argument(
+        "--no-cost", action="store_true", help="do not print tokens and cost after each answer"
+    )
     chat.set_defaults(handler=_chat)
 
     run = commands.add_parser("run", parents=[common], help="run the bot on Discord and/or Slack")
@@ -194,38 +197,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _chat(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
-    from adapters.console import (
-        ConsoleError,
-        ConsoleSink,
-        chat_loop,
-        chat_once,
-        conversation_key,
-        local_image,
-    )
+    from adapters.console import ConsoleError, Terminal, conversation_key, load_images
     from bot.app import build_conversations
 
-    try:
-        images = [local_image(path, max_bytes=settings.image_max_bytes) for path in args.image]
+    if args.message is None and args.image:
+        print(
+            "glimpse: --image goes with -m; in the interactive chat use /image PATH",
+            file=sys.stderr,
+        )
+        return 2
+    try:  # every file is checked before anything is sent
+        images = load_images(args.image, settings)
     except ConsoleError as exc:
         print(f"glimpse: {exc}", file=sys.stderr)
         return 1
     _warn_relative_store(settings)
     conversations = build_conversations(settings, secrets)
     key = conversation_key(args.conversation)
+    terminal = Terminal(
+        conversations,
+        key,
+        settings,
+        show_cost=not args.no_cost,
+        quiet_logs=args.log_level is None,  # with --log-level, every log line shows at once
+    )
     try:
-        await conversations.start()
-        if args.new:
-            await conversations.reset(key)
-        if args.message is None:
-            if images:
-                print(
-                    "glimpse: --image goes with -m; in the interactive chat use /image PATH",
-                    file=sys.stderr,
-                )
-                return 2
-            return await chat_loop(conversations, key, max_bytes=settings.image_max_bytes)
-        answered = await chat_once(conversations, key, args.message, images, ConsoleSink())
-        return 0 if answered else 1
+        return await terminal.run(args.message, images, forget=args.new)
     finally:
         await conversations.close()
 

@@ -1,0 +1,376 @@
+"""`glimpse chat` as a person uses it: Ctrl-C and Ctrl-D, refusals, the start-up and cost lines."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import pty
+import re
+import signal
+import struct
+import sys
+import time
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from adapters.console import HeldLogs
+from bot.conversations import CUT_OFF_NOTE
+from tests.fakes.openrouter import FAKE_API_KEY, LLAMA_VISION_MODEL, FakeOpenRouter
+
+ROOT = Path(__file__).resolve().parents[1]
+STORY = (
+    "Once upon a time a small red boat crossed a calm lake at sunset, and every fish in the "
+    "water swam along behind it to see where it would go."
+)
+COST_LINE = re.compile(r"^\(\d[\d,]* \+ \d[\d,]* tokens, \$\d+\.\d+\)$")
+WAIT_SECONDS = 30.0  # for anything a healthy run shows within a few seconds
+QUICK_EXIT_SECONDS = 5.0  # from Ctrl-C at the prompt to the exit, on a busy machine
+# Make the pty the child's controlling terminal, so ^C typed into it is a real SIGINT.
+WITH_TERMINAL = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'bot.cli', *sys.argv[1:]])"
+)
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeOpenRouter]:
+    async with FakeOpenRouter(reply=STORY) as server:
+        yield server
+
+
+def _env(fake: FakeOpenRouter, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GLIMPSE_", "OPENROUTER_", "DISCORD_", "SLACK_"))
+    }
+    env.update(
+        OPENROUTER_API_KEY=FAKE_API_KEY,
+        OPENROUTER_BASE_URL=fake.base_url,
+        GLIMPSE_STORE_URL=f"sqlite:///{tmp_path / 'glimpse.db'}",
+        GLIMPSE_MAX_RETRIES="1",
+        USER="tester",
+        TERM="xterm",
+    )
+    env.update(extra)
+    return env
+
+
+async def _glimpse(*args: str, env: dict[str, str], stdin: str = "") -> Run:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode())
+
+
+class Terminal:
+    """`glimpse` on a pseudo-terminal: type into it, read its screen, see how it exits."""
+
+    def __init__(self, process: asyncio.subprocess.Process, master: int) -> None:
+        self.process = process
+        self._master = master
+        self.screen = ""
+        self._changed = asyncio.Event()
+        asyncio.get_running_loop().add_reader(master, self._read)
+
+    @classmethod
+    async def open(cls, *args: str, env: dict[str, str]) -> Terminal:
+        master, slave = pty.openpty()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WITH_TERMINAL,
+            *args,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        os.close(slave)
+        return cls(process, master)
+
+    def type(self, keys: str) -> None:
+        os.write(self._master, keys.encode())
+
+    async def wait_for(self, text: str, *, after: int = 0) -> int:
+        """Wait until `text` is on the screen past `after`; return where it ends."""
+        async with asyncio.timeout(WAIT_SECONDS):
+            while (at := self.screen.find(text, after)) < 0:
+                self._changed.clear()
+                await self._changed.wait()
+        return at + len(text)
+
+    async def exit_code(self) -> int:
+        return await asyncio.wait_for(self.process.wait(), WAIT_SECONDS)
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self._master)
+        os.close(self._master)
+        if self.process.returncode is None:
+            self.process.kill()
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self._master, 65536)
+        except OSError:  # the child closed its side
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(self._master)
+        self.screen += data.decode(errors="replace").replace("\r\n", "\n")
+        self._changed.set()
+
+
+@pytest.fixture
+async def terminals() -> AsyncIterator[list[Terminal]]:
+    opened: list[Terminal] = []
+    yield opened
+    for terminal in opened:
+        terminal.close()
+        await terminal.process.wait()
+
+
+async def _chat_on_terminal(terminals: list[Terminal], env: dict[str, str], *args: str) -> Terminal:
+    terminal = await Terminal.open("chat", *args, env=env)
+    terminals.append(terminal)
+    await terminal.wait_for("you> ")
+    return terminal
+
+
+# --- Ctrl-C and Ctrl-D ---
+
+
+async def test_ctrl_c_at_the_prompt_quits_at_once_with_0(
+    fake: FakeOpenRouter, tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    terminal = await _chat_on_terminal(terminals, _env(fake, tmp_path), "--conversation", "trip")
+    terminal.type("half a thought")
+    await terminal.wait_for("half a thought")
+    started = time.monotonic()
+    terminal.type("\x03")
+    assert await terminal.exit_code() == 0
+    assert time.monotonic() - started < QUICK_EXIT_SECONDS
+    assert "Traceback" not in terminal.screen and fake.chat_requests == []
+
+
+async def test_ctrl_d_at_the_prompt_quits_with_0(
+    fake: FakeOpenRouter, tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    terminal = await _chat_on_terminal(terminals, _env(fake, tmp_path))
+    terminal.type("\x04")
+    assert await terminal.exit_code() == 0
+    assert "Traceback" not in terminal.screen
+
+
+async def test_the_start_up_line_names_the_model_the_store_and_the_conversation(
+    fake: FakeOpenRouter, tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    terminal = await _chat_on_terminal(terminals, _env(fake, tmp_path), "--conversation", "trip")
+    [line] = [line for line in terminal.screen.splitlines() if LLAMA_VISION_MODEL in line]
+    assert line.startswith("glimpse: ") and "'trip'" in line
+    assert str(tmp_path / "glimpse.db") in line
+    terminal.type("/quit\r")
+    assert await terminal.exit_code() == 0
+
+
+async def test_ctrl_c_mid_answer_keeps_what_arrived_marked_as_cut_off_and_carries_on(
+    fake: FakeOpenRouter, tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    fake.chunks, fake.chunk_delay_seconds = 30, 0.15
+    terminal = await _chat_on_terminal(terminals, _env(fake, tmp_path))
+    terminal.type("Tell me a story.\r")
+    await terminal.wait_for("thinking…")
+    answer_at = await terminal.wait_for("Once upon")
+    terminal.type("\x03")
+    stopped_at = await terminal.wait_for("glimpse: stopped;", after=answer_at)
+    await terminal.wait_for("you> ", after=stopped_at)
+
+    fake.chunk_delay_seconds = 0.0
+    terminal.type("Go on.\r")
+    end = await terminal.wait_for("go.\n", after=stopped_at)
+    await terminal.wait_for("you> ", after=end)
+    messages = fake.chat_requests[-1].body["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    partial, note = messages[2]["content"].split("\n\n")
+    assert note == CUT_OFF_NOTE and STORY.startswith(partial) and partial != STORY
+    assert partial in terminal.screen[:stopped_at]
+    terminal.type("\x04")
+    assert await terminal.exit_code() == 0
+
+
+async def test_ctrl_c_mid_answer_of_one_message_prints_what_arrived_and_exits_130(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    fake.chunks, fake.chunk_delay_seconds = 30, 0.15
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "bot.cli", "chat", "-m", "Tell me a story."),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(fake, tmp_path),
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    first = await asyncio.wait_for(process.stdout.read(9), timeout=WAIT_SECONDS)
+    process.send_signal(signal.SIGINT)
+    rest, err = await asyncio.wait_for(process.communicate(), timeout=QUICK_EXIT_SECONDS)
+    printed = (first + rest).decode().strip()
+    assert process.returncode == 130
+    assert STORY.startswith(printed) and printed != STORY
+    assert err.decode().splitlines() == [
+        "glimpse: stopped; the answer so far is remembered, marked as cut off"
+    ]
+
+
+# --- refusals of image files: one line, exit 1, nothing sent ---
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and stops: enough for Pillow to judge it without decoding."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def _jpeg(tmp_path: Path, name: str = "photo.jpg") -> Path:
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), "orange").save(buffer, "JPEG")
+    path = tmp_path / name
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def _refused_file(tmp_path: Path, case: str) -> tuple[list[str], str]:
+    """The `--image` arguments for one kind of unusable file, and what the line must name."""
+    if case == "missing":
+        return [str(tmp_path / "nope.png")], "nope.png"
+    if case == "directory":
+        (tmp_path / "album").mkdir()
+        return [str(tmp_path / "album")], "album"
+    if case == "text":
+        (tmp_path / "notes.jpg").write_text("not an image\n" * 20)
+        return [str(tmp_path / "notes.jpg")], "notes.jpg"
+    if case == "broken":
+        (tmp_path / "cut.png").write_bytes(_png_header(64, 64)[:40])
+        return [str(tmp_path / "cut.png")], "cut.png"
+    if case == "oversized":
+        (tmp_path / "big.jpg").write_bytes(_jpeg(tmp_path).read_bytes() + b"\0" * 1_100_000)
+        return [str(tmp_path / "big.jpg")], "big.jpg is 1.05 MiB; the limit is 1 MiB"
+    if case == "too many pixels":  # between Pillow's warning and its error: no warning leaks
+        (tmp_path / "bomb.png").write_bytes(_png_header(10_000, 9_500))
+        return [str(tmp_path / "bomb.png")], "bomb.png is 10000×9500 pixels"
+    paths = [str(_jpeg(tmp_path, f"p{i}.jpg")) for i in range(5)]
+    return paths, "at most 4"
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "directory", "text", "broken", "oversized", "too many pixels", "too many files"],
+)
+async def test_an_unusable_image_file_is_one_line_exit_1_and_nothing_is_sent(
+    fake: FakeOpenRouter, tmp_path: Path, case: str
+) -> None:
+    paths, named = _refused_file(tmp_path, case)
+    images = [arg for path in paths for arg in ("--image", path)]
+    env = _env(fake, tmp_path, GLIMPSE_IMAGE_MAX_BYTES=str(1024 * 1024))
+    run = await _glimpse("chat", *images, "-m", "What is this?", env=env)
+    assert run.code == 1, run.err
+    [line] = run.err.splitlines()
+    assert line.startswith("glimpse: ") and named in line, line
+    assert "Warning" not in run.err and run.out == ""
+    assert fake.requests == []  # refused before the model was even looked up
+
+
+async def test_an_unusable_image_in_the_interactive_chat_is_refused_and_the_chat_goes_on(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.jpg").write_text("not an image\n" * 20)
+    photo = _jpeg(tmp_path)
+    script = f"/image {tmp_path / 'notes.jpg'}\n/image {photo}\nWhat is it?\n/quit\n"
+    run = await _glimpse("chat", env=_env(fake, tmp_path), stdin=script)
+    assert run.code == 0, run.err
+    refusals = [line for line in run.err.splitlines() if "notes.jpg" in line]
+    assert refusals == [
+        "glimpse: notes.jpg is a text file, not an image Glimpse can read; "
+        "send a PNG, JPEG, WEBP or GIF."
+    ]
+    [request] = fake.chat_requests
+    parts = request.body["messages"][-1]["content"]
+    assert [part["type"] for part in parts] == ["image_url", "text"]
+
+
+# --- what follows an answer, and what does not ---
+
+
+async def test_the_cost_follows_an_answer_on_stderr_and_no_cost_turns_it_off(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    env = _env(fake, tmp_path)
+    run = await _glimpse("chat", "-m", "Hello?", env=env)
+    assert (run.code, run.out) == (0, STORY + "\n")
+    [line] = run.err.splitlines()  # no start-up line or indicator when stderr is not a terminal
+    assert COST_LINE.match(line), line
+
+    quiet = await _glimpse("chat", "--no-cost", "-m", "Hello again?", env=env)
+    assert (quiet.code, quiet.out, quiet.err) == (0, STORY + "\n", "")
+
+
+async def test_a_model_error_is_one_line_without_the_log_line_about_it(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    env = _env(fake, tmp_path, OPENROUTER_API_KEY="sk-or-v1-wrongwrongwrong")
+    run = await _glimpse("chat", "-m", "Hello?", env=env)
+    assert run.code == 1
+    [line] = run.err.splitlines()
+    assert "key is invalid" in line
+
+    verbose = await _glimpse("chat", "--log-level", "WARNING", "-m", "Hello?", env=env)
+    assert "OpenRouter call failed" in verbose.err  # asked for: the log line is there too
+
+
+def test_log_lines_held_during_an_answer_show_after_it_unless_the_user_was_told(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("glimpse.test")
+    with caplog.at_level(logging.WARNING), HeldLogs().installed() as held:
+        held.hold()
+        log.warning("the ledger is down")
+        assert caplog.messages == []  # nothing in the middle of the streamed answer
+        held.release(told=False)
+        assert caplog.messages == ["the ledger is down"]
+
+        held.hold()
+        log.warning("OpenRouter call failed: kind=auth")
+        log.error("something broke")  # errors are never held
+        held.release(told=True)
+    assert caplog.messages == ["the ledger is down", "something broke"]
