@@ -124,7 +124,9 @@ def turns_or_none(db: Path) -> list[tuple[str, str]]:
 
 
 def _edits_in_thread(slack: FakeSlack, thread_ts: str) -> int:
-    story = [m for m in slack.thread(CHANNEL, thread_ts) if "tell me a long story" in m.text]
+    story = [
+        m for m in slack.thread(CHANNEL, thread_ts) if m.text.startswith("You asked: ada: tell")
+    ]
     return sum(m.edits for m in story)
 
 

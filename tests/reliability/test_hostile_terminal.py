@@ -23,25 +23,31 @@ def env(fake_openrouter: FakeOpenRouter, tmp_path: Path) -> dict[str, str]:
     return glimpse_env(fake_openrouter, store_url=store, GLIMPSE_IMAGES_PER_MESSAGE="8")
 
 
-async def test_broken_files_and_invalid_utf8_are_refused_by_name_and_the_question_answered(
+async def test_each_broken_file_is_refused_by_name_before_anything_is_sent(
     env: dict[str, str], fake_openrouter: FakeOpenRouter, tmp_path: Path
 ) -> None:
     cases = [case for case in CASES if case.id in BAD_FILES]
     paths = [_write(tmp_path, case) for case in cases]
     undecodable = _write_undecodable(tmp_path, cases[0].files[0].data)
-    args: list[str | bytes] = ["chat", "-m", b"caf\xe9 au lait? \xff"]
-    files: list[str | bytes] = [*paths, undecodable]
-    for path in files:
-        args += ["--image", path]
+    for case, path in [*zip(cases, paths, strict=True), (cases[0], undecodable)]:
+        run = await glimpse("chat", "-m", "what is this?", "--image", path, env=env)
+        # The terminal's rule: a file that cannot be used stops `-m` with one line, exit 1.
+        assert run.code == 1, (case.id, run.err)
+        refusals = [line for line in run.err.splitlines() if line.startswith("glimpse: ")]
+        assert len(refusals) == 1 and "Traceback" not in run.err, (case.id, run.err)
+        if path is undecodable:
+            assert "caf -" in refusals[0] and ".jpg" in refusals[0], run.err
+        else:
+            assert Path(path).name in refusals[0], (case.id, run.err)
+    assert fake_openrouter.chat_requests == []
 
-    run = await glimpse(*args, env=env)
 
+async def test_an_invalid_utf8_question_is_answered_with_replacement_characters(
+    env: dict[str, str], fake_openrouter: FakeOpenRouter
+) -> None:
+    run = await glimpse("chat", "-m", b"caf\xe9 au lait? \xff", env=env)
     assert run.code == 0, run.err
     assert run.out.startswith(ANSWER_PREFIX) and "caf\ufffd au lait? \ufffd" in run.out
-    refusals = [line for line in run.err.splitlines() if line.startswith("glimpse: ")]
-    for case, path in zip(cases, paths, strict=True):
-        assert any(Path(path).name in line for line in refusals), (case.id, run.err)
-    assert any("caf -" in line and ".jpg is damaged" in line for line in refusals), run.err
     [request] = fake_openrouter.chat_requests
     assert image_parts(request.body) == []
 
