@@ -149,6 +149,9 @@ class ConsoleSink:
             self._thinking = False
 
 
+MODEL_LOGGER = "glimpse.openrouter"
+
+
 class HeldLogs(logging.Filter):
     """While an answer is under way Glimpse's log lines wait: dropped if the user was told, else shown.
 
@@ -174,11 +177,17 @@ class HeldLogs(logging.Filter):
         self._held = []
 
     def release(self, *, told: bool) -> None:
-        """Stop holding; show what was held unless the user was told about it already."""
+        """Stop holding; show what was held, less what the user's sentence already said.
+
+        Once the user was told, INFO lines (refusals) and the model client's warnings go: the
+        sentence names the same thing. Other warnings stay, since they carry a cause the sentence
+        leaves out (the disk is full, the store is unreachable).
+        """
         held, self._held = self._held or [], None
-        if not told:
-            for record in held:
-                logging.getLogger(record.name).handle(record)
+        for record in held:
+            if told and (record.levelno < logging.WARNING or record.name == MODEL_LOGGER):
+                continue
+            logging.getLogger(record.name).handle(record)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[HeldLogs]:

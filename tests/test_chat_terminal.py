@@ -358,7 +358,7 @@ async def test_a_model_error_is_one_line_without_the_log_line_about_it(
     assert "OpenRouter call failed" in verbose.err  # asked for: the log line is there too
 
 
-def test_log_lines_held_during_an_answer_show_after_it_unless_the_user_was_told(
+def test_log_lines_held_during_an_answer_show_after_it_less_what_the_user_was_told(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = logging.getLogger("glimpse.test")
@@ -370,7 +370,13 @@ def test_log_lines_held_during_an_answer_show_after_it_unless_the_user_was_told(
         assert caplog.messages == ["the ledger is down"]
 
         held.hold()
-        log.warning("OpenRouter call failed: kind=auth")
+        logging.getLogger("glimpse.openrouter").warning("OpenRouter call failed: kind=auth")
+        log.info("image refused: file='x.png'")
         log.error("something broke")  # errors are never held
-        held.release(told=True)
-    assert caplog.messages == ["the ledger is down", "something broke"]
+        held.release(told=True)  # the sentence said it: the model's failure and the refusal go
+        assert caplog.messages == ["the ledger is down", "something broke"]
+
+        held.hold()
+        log.warning("could not store turns: database or disk is full")
+        held.release(told=True)  # the sentence ("couldn't save") does not say why: the cause stays
+    assert caplog.messages[-1] == "could not store turns: database or disk is full"
