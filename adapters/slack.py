@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_listeners import SlackListeners
 from adapters.slack_sink import slack_error
-from bot.config import ConfigError, Secrets, Settings
+from bot.config import ConfigError, Secrets, Settings, StartupError
 from bot.conversations import Conversations
 
 __all__ = ["EVENTS_PATH", "SlackAdapter", "api_base_url", "run_slack"]
@@ -93,8 +93,11 @@ class SlackAdapter:
             auth = await self.client.auth_test()
         except SlackApiError as exc:
             raise ConfigError(f"Slack refused SLACK_BOT_TOKEN ({slack_error(exc)})") from None
-        except aiohttp.ClientError as exc:
-            raise ConfigError(f"cannot reach Slack at {self.client.base_url}: {exc}") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise StartupError(
+                f"cannot reach Slack at {self.client.base_url} (SLACK_API_URL, or the network): "
+                f"{exc or type(exc).__name__}"
+            ) from None
         self.listeners.bot_name = str(auth.get("user") or self.listeners.bot_name)
         team = auth.get("team") or auth.get("team_id")
         log.info("slack: signed in to %s as @%s", team, self.listeners.bot_name)

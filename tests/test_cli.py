@@ -304,6 +304,25 @@ async def test_unreachable_discord_api_is_one_line_and_exit_1(
     assert time.monotonic() - began < 30
 
 
+async def test_unreachable_slack_api_is_one_line_and_exit_1(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    env = _env(
+        fake,
+        tmp_path,
+        SLACK_BOT_TOKEN="xoxb-dummy-token",
+        SLACK_SIGNING_SECRET="dummy-secret",
+        SLACK_API_URL=f"http://127.0.0.1:{_closed_port()}/api/",
+        GLIMPSE_HEALTH_PORT="0",
+    )
+    run = await _glimpse(
+        "run", "--platform", "slack", "--http", "--port", "0", "--log-level", "WARNING", env=env
+    )
+    line = _one_line(run, 1)
+    assert "cannot reach Slack" in line and "SLACK_API_URL" in line
+    assert "xoxb-dummy-token" not in line
+
+
 async def test_unreachable_discord_gateway_is_one_line_and_exit_1(
     fake: FakeOpenRouter, tmp_path: Path
 ) -> None:
