@@ -221,6 +221,14 @@ class Settings(BaseSettings):
     def system_prompt_for(self, channel: str) -> str:
         return self.channel_prompts.get(channel, self.system_prompt)
 
+    def named_system_prompts(self) -> list[tuple[str, str]]:
+        """Every system prompt the service may send, named for the operator."""
+        prompts = [("the system prompt", self.system_prompt)]
+        prompts += [
+            (f"channel {channel}'s prompt", text) for channel, text in self.channel_prompts.items()
+        ]
+        return prompts
+
     def resolved_store_url(self) -> str:
         if self.store_url:
             return self.store_url

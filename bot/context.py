@@ -174,6 +174,10 @@ class ContextBuilder:
         """What an older turn costs when it is sent without its image (the most it costs as history)."""
         return self._cost(turn, turn.text, visible=False, counted=turn.tokens)
 
+    def tightest_room(self, prompts: Sequence[tuple[str, str]]) -> tuple[int, str]:
+        """The least room a question has under any of the named system prompts, and that name."""
+        return min((self.question_room(text), name) for name, text in prompts)
+
     def question_room(self, system_prompt: str) -> int:
         """Tokens a new text question may use under `system_prompt` (below MIN_USER_TEXT_TOKENS: none)."""
         room = self._budget.prompt_tokens - self.fixed_cost(system_prompt)

@@ -18,7 +18,7 @@ from bot.access import REFUSAL, AccessPolicy
 from bot.admission import BUSY_NOTICE, Admission, Busy
 from bot.budgets import Budgets
 from bot.config import Settings
-from bot.context import Budget, ContextBuilder, ContextError, ModelRequest
+from bot.context import MIN_USER_TEXT_TOKENS, Budget, ContextBuilder, ContextError, ModelRequest
 from bot.health import Readiness
 from bot.images import ImagePipeline
 from bot.images.errors import display_name
@@ -145,7 +145,7 @@ class Conversations:
         """Open the store, learn the model's context length, and start pruning old turns."""
         await self._store.open()
         await self._open_ledger()
-        await self._ensure_builder()
+        self._check_room(await self._ensure_builder())
         if self._settings.retention_days and self._maintenance is None:
             self._maintenance = asyncio.create_task(self._prune_forever(), name="glimpse-prune")
 
@@ -518,6 +518,20 @@ class Conversations:
                 image_tokens=self._settings.image_prompt_tokens,
             )
         return self._builder
+
+    def _check_room(self, builder: ContextBuilder) -> None:
+        """Refuse to start when some system prompt leaves no room for a question (doctor says how much)."""
+        prompts = self._settings.named_system_prompts()
+        room, prompt = builder.tightest_room([(n, t + SPEAKERS_NOTE) for n, t in prompts])
+        if room < MIN_USER_TEXT_TOKENS:
+            budget = builder.budget
+            raise ContextError(
+                f"the {budget.context_length}-token context less max_output_tokens "
+                f"({budget.max_output_tokens}) and safety_margin_tokens ({budget.safety_margin}) "
+                f"leaves {max(room, 0)} tokens for a question under {prompt} (at least "
+                f"{MIN_USER_TEXT_TOKENS} needed): lower max_output_tokens or shorten the prompt "
+                "(glimpse doctor says by how much)"
+            )
 
     @asynccontextmanager
     async def _conversation_lock(self, key: ConversationKey) -> AsyncIterator[None]:

@@ -204,9 +204,8 @@ def _budget_check(settings: Settings, info: ModelInfo) -> Check:
     """The service's own arithmetic: does the longest system prompt leave room for a question?"""
     budget = Budget(info.context_length, settings.max_output_tokens, settings.safety_margin_tokens)
     builder = ContextBuilder(TokenCounter(), budget, image_tokens=settings.image_prompt_tokens)
-    room, prompt = min(
-        (builder.question_room(text + SPEAKERS_NOTE), name)
-        for name, text in _system_prompts(settings)
+    room, prompt = builder.tightest_room(
+        [(name, text + SPEAKERS_NOTE) for name, text in settings.named_system_prompts()]
     )
     spent = (
         f"{info.context_length:,}-token context − max_output_tokens {settings.max_output_tokens:,} "
@@ -222,27 +221,14 @@ def _budget_check(settings: Settings, info: ModelInfo) -> Check:
     if settings.max_output_tokens - short >= MIN_OUTPUT_TOKENS:
         fix = f"lower max_output_tokens (GLIMPSE_MAX_OUTPUT_TOKENS) to {settings.max_output_tokens - short:,} or less, or {fix}"
     effect = (
-        'every message fails with "no room"'
-        if room <= 0
-        else f'questions longer than {room} tokens fail with "no room"'
+        '`glimpse run` and `glimpse chat` refuse to start (every message would fail with "no room")'
     )
-    if budget.prompt_tokens <= 0:
-        effect = "`glimpse run` and `glimpse chat` refuse to start"
     return Check(
         False,
         "budget",
         f"{spent}, too few for {prompt} and a question of {MIN_USER_TEXT_TOKENS} tokens: {effect}",
         fix,
     )
-
-
-def _system_prompts(settings: Settings) -> list[tuple[str, str]]:
-    """Every system prompt the service may send, named for the operator."""
-    prompts = [("the system prompt", settings.system_prompt)]
-    prompts += [
-        (f"channel {channel}'s prompt", text) for channel, text in settings.channel_prompts.items()
-    ]
-    return prompts
 
 
 async def _store_check(settings: Settings, *, runs_platforms: bool) -> Check:

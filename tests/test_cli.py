@@ -367,3 +367,13 @@ def test_a_wrong_option_is_one_line_pointing_to_help(capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and len(err.splitlines()) == 1
     assert "--colour" in err and "--help`" in err
+
+
+async def test_a_budget_with_no_room_for_a_question_stops_start_up_in_one_line(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    env = _env(fake, tmp_path, GLIMPSE_MAX_OUTPUT_TOKENS="4000")
+    line = _one_line(await _glimpse("chat", "-m", "hello?", env=env), 2)
+    assert "leaves 0 tokens for a question under the system prompt" in line
+    assert "lower max_output_tokens" in line
+    assert not [r for r in fake.chat_requests]

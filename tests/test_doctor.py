@@ -83,7 +83,7 @@ async def test_an_output_reserve_that_leaves_no_room_for_a_question_fails(
     assert code == 1
     assert line.startswith("FAIL budget: 4,096-token context − max_output_tokens 4,000")
     assert "safety_margin_tokens 64 = 32 prompt tokens" in line
-    assert 'every message fails with "no room"' in line
+    assert "`glimpse run` and `glimpse chat` refuse to start" in line
     assert "lower max_output_tokens (GLIMPSE_MAX_OUTPUT_TOKENS) to" in line
 
 
