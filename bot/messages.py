@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["ConversationKey", "ImageRef", "IncomingMessage", "QuotedMessage", "ReplySink"]
+__all__ = [
+    "ConversationKey",
+    "FileRef",
+    "ImageRef",
+    "IncomingMessage",
+    "QuotedMessage",
+    "ReplySink",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +45,8 @@ class ImageRef:
 
     Exactly one of `url` (downloaded by the core, with `headers`) or `data`
     (bytes the adapter already holds, e.g. a local file in the terminal) is set.
+    The core never trusts `mime_type` or the name's extension: it sniffs the bytes.
+    `FileRef` is the same type, the name to use for attachments that are not images.
     """
 
     filename: str
@@ -50,6 +59,9 @@ class ImageRef:
     def __post_init__(self) -> None:
         if (self.url is None) == (self.data is None):
             raise ValueError("an ImageRef needs exactly one of url or data")
+
+
+FileRef = ImageRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +82,7 @@ class QuotedMessage:
     author_name: str = ""
     images: tuple[ImageRef, ...] = ()
     other_files: tuple[str, ...] = ()
+    files: tuple[FileRef, ...] = ()  # attachments that are not images by the platform's word
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +95,9 @@ class IncomingMessage:
     text: str
     author_name: str = ""
     images: tuple[ImageRef, ...] = ()
-    # Names of attachments the adapter saw but that are not images (for a short note).
+    # Other attachments (text, code, logs, PDFs…): the core sniffs each and reads what it can.
+    files: tuple[FileRef, ...] = ()
+    # Names of attachments the adapter saw but cannot hand over (no URL): for a short note.
     other_files: tuple[str, ...] = ()
     # Extra ids the access rules look at (e.g. Discord roles, the thread's parent channel).
     author_roles: tuple[str, ...] = ()
