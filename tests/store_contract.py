@@ -381,6 +381,54 @@ class StoreContract:
         counts = await reading
         assert all(count % 2 == 0 for count in counts)
 
+    # --- channel models ---
+
+    async def test_a_channel_without_a_model_has_none(self, store: Store) -> None:
+        assert await store.get_channel_model("discord", "guild-1", "channel-1") is None
+
+    async def test_a_channel_model_is_set_replaced_and_cleared(self, store: Store) -> None:
+        await store.set_channel_model("discord", "guild-1", "channel-1", "acme/vision-1")
+        assert await store.get_channel_model("discord", "guild-1", "channel-1") == "acme/vision-1"
+        await store.set_channel_model("discord", "guild-1", "channel-1", "acme/vision-2:nitro")
+        assert await store.get_channel_model("discord", "guild-1", "channel-1") == (
+            "acme/vision-2:nitro"
+        )
+        await store.set_channel_model("discord", "guild-1", "channel-1", None)
+        assert await store.get_channel_model("discord", "guild-1", "channel-1") is None
+        await store.set_channel_model("discord", "guild-1", "channel-1", None)  # harmless twice
+
+    @pytest.mark.parametrize(
+        "other",
+        [("slack", "guild-1", "channel-1"), ("discord", "guild-2", "channel-1")]
+        + [("discord", "guild-1", "channel-2"), ("discord:guild-1", "channel-1", "")],
+        ids=["platform", "workspace", "channel", "colons"],
+    )
+    async def test_channel_models_are_kept_per_platform_workspace_and_channel(
+        self, store: Store, other: tuple[str, str, str]
+    ) -> None:
+        await store.set_channel_model("discord", "guild-1", "channel-1", "acme/mine")
+        await store.set_channel_model(*other, "acme/theirs")
+        assert await store.get_channel_model("discord", "guild-1", "channel-1") == "acme/mine"
+        assert await store.get_channel_model(*other) == "acme/theirs"
+        await store.set_channel_model(*other, None)
+        assert await store.get_channel_model("discord", "guild-1", "channel-1") == "acme/mine"
+
+    @pytest.mark.parametrize("bad", ["", "  ", "acme/\nmodel", "a\ud800b", "x" * 201])
+    async def test_a_bad_model_id_is_refused(self, store: Store, bad: str) -> None:
+        with pytest.raises(ValueError):
+            await store.set_channel_model("discord", "guild-1", "channel-1", bad)
+        assert await store.get_channel_model("discord", "guild-1", "channel-1") is None
+
+    async def test_channel_models_outlive_reset_prune_and_forget(self, store: Store) -> None:
+        await store.set_channel_model("discord", "guild-1", "channel-1", "acme/kept")
+        await store.append(KEY, [turn("hi", author_id="U1", created_at=1.0)])
+        await store.reset(KEY)
+        await store.prune(1e12)
+        await store.forget_user("U1")
+        await store.close()
+        await store.open()
+        assert await store.get_channel_model("discord", "guild-1", "channel-1") == "acme/kept"
+
     # --- lifecycle ---
 
     async def test_ping_on_an_open_store(self, store: Store) -> None:
@@ -406,3 +454,7 @@ class StoreContract:
             await store.load_summary(KEY)
         with pytest.raises(StoreError):
             await store.save_summary(KEY, summary(), replacing=None)
+        with pytest.raises(StoreError):
+            await store.get_channel_model("discord", "guild-1", "channel-1")
+        with pytest.raises(StoreError):
+            await store.set_channel_model("discord", "guild-1", "channel-1", "acme/model")

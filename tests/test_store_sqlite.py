@@ -137,7 +137,7 @@ async def test_another_process_shares_the_file(db_path: Path, store: SQLiteStore
 
 async def test_wal_journal_and_schema_version(raw: sqlite3.Connection) -> None:
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
 
 
 async def test_connection_settings(store: SQLiteStore) -> None:
@@ -234,11 +234,37 @@ async def test_a_migrated_database_has_the_schema_of_a_new_one(tmp_path: Path) -
         closing(sqlite3.connect(tmp_path / "v1.db")) as old,
         closing(sqlite3.connect(tmp_path / "new.db")) as new,
     ):
-        for table in ("turns", "summaries", "claims"):
+        for table in ("turns", "summaries", "claims", "channel_models"):
             query = f"PRAGMA table_info({table})"
             assert old.execute(query).fetchall() == new.execute(query).fetchall()
         indexes = "SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name"
         assert old.execute(indexes).fetchall() == new.execute(indexes).fetchall()
+
+
+async def test_a_version_2_database_gains_channel_models_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v2.db"
+    make_v1_database(path)
+    store = SQLiteStore(path)
+    await store.open()  # to version 3; then back to how version 2 left it
+    await store.save_summary(KEY, Summary("cats", 2, 1001.0, 1002.0), replacing=None)
+    await store.close()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DROP TABLE channel_models")
+        conn.execute("PRAGMA user_version = 2")
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert texts(await store.load(KEY, 10)) == ["look", "A cat."]
+        assert await store.load_summary(KEY) == Summary("cats", 2, 1001.0, 1002.0)
+        assert await store.get_channel_model("discord", "g", "c") is None
+        await store.set_channel_model("discord", "g", "c", "acme/vision")
+        assert await store.get_channel_model("discord", "g", "c") == "acme/vision"
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

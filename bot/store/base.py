@@ -16,7 +16,7 @@ class StoreError(Exception):
 
 
 class Store(Protocol):
-    """Turns per conversation, plus the ids of events already handled."""
+    """Turns per conversation, the ids of events already handled, and channels' chosen models."""
 
     async def open(self) -> None:
         """Connect and create what is missing; idempotent."""
@@ -57,3 +57,11 @@ class Store(Protocol):
     async def forget_user(self, author_id: str) -> int:
         """Delete every turn `author_id` wrote, in all conversations, and the summaries of those
         conversations (they may repeat the user's words); return how many turns."""
+
+    async def get_channel_model(self, platform: str, workspace: str, channel: str) -> str | None:
+        """The model an admin set for the channel, or None."""
+
+    async def set_channel_model(
+        self, platform: str, workspace: str, channel: str, model: str | None
+    ) -> None:
+        """Set the channel's model for every process sharing the store; None clears it."""

@@ -15,12 +15,14 @@ __all__ = [
     "key_params",
     "row_to_turn",
     "turn_to_row",
+    "validate_model_id",
     "validate_replacing",
     "validate_summary",
     "validate_turn",
 ]
 
 ROLES = ("user", "assistant")
+MAX_MODEL_ID_CHARS = 200
 
 # The conversation a row belongs to, in ConversationKey field order.
 KEY_COLUMNS = ("platform", "workspace", "channel", "thread")
@@ -81,6 +83,16 @@ def validate_replacing(replacing: float | None) -> None:
     """Raise ValueError unless `replacing` is None or a finite `through`."""
     if replacing is not None and not _is_finite(replacing):
         raise ValueError(f"replacing is None or a finite through, got {replacing!r}")
+
+
+def validate_model_id(model: str | None) -> None:
+    """A channel's model id: None (clear) or a non-empty string without control characters."""
+    if model is None:
+        return
+    if not isinstance(model, str) or not model.strip() or len(model) > MAX_MODEL_ID_CHARS:
+        raise ValueError(f"a model id is a non-empty string of at most {MAX_MODEL_ID_CHARS} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF for ch in model):
+        raise ValueError("a model id has no control characters or lone surrogates")
 
 
 def key_params(key: ConversationKey) -> tuple[str, str, str, str]:

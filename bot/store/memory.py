@@ -7,7 +7,12 @@ from collections.abc import Callable, Sequence
 
 from bot.messages import ConversationKey
 from bot.store.base import StoreError
-from bot.store.codec import validate_replacing, validate_summary, validate_turn
+from bot.store.codec import (
+    validate_model_id,
+    validate_replacing,
+    validate_summary,
+    validate_turn,
+)
 from bot.turns import Summary, Turn
 
 __all__ = ["MemoryStore"]
@@ -24,6 +29,7 @@ class MemoryStore:
         self._turns: dict[ConversationKey, list[Turn]] = {}
         self._summaries: dict[ConversationKey, Summary] = {}
         self._claims: dict[str, float] = {}  # event id -> time.monotonic() when the claim expires
+        self._models: dict[tuple[str, str, str], str] = {}  # (platform, workspace, channel) -> model
         self._claim_sweep_seconds = claim_sweep_seconds
         self._last_sweep = time.monotonic()
         self._open = False
@@ -106,6 +112,20 @@ class MemoryStore:
             if any(turn.author_id == author_id for turn in turns):
                 self._summaries.pop(key, None)
         return self._remove_turns(lambda turn: turn.author_id == author_id)
+
+    async def get_channel_model(self, platform: str, workspace: str, channel: str) -> str | None:
+        self._require_open()
+        return self._models.get((platform, workspace, channel))
+
+    async def set_channel_model(
+        self, platform: str, workspace: str, channel: str, model: str | None
+    ) -> None:
+        self._require_open()
+        validate_model_id(model)
+        if model is None:
+            self._models.pop((platform, workspace, channel), None)
+        else:
+            self._models[(platform, workspace, channel)] = model
 
     def _require_open(self) -> None:
         if not self._open:

@@ -25,6 +25,7 @@ from bot.store.codec import (
     key_params,
     row_to_turn,
     turn_to_row,
+    validate_model_id,
     validate_replacing,
     validate_summary,
 )
@@ -251,7 +252,9 @@ class RedisStore:
     Keys (`P` is the prefix, parts percent-escaped): `P:conv:{platform}:{workspace}:{channel}:{thread}`
     a list of turns, oldest first; `P:summary:{same parts}` the conversation's summary (a hash,
     expiring with the list); `P:claim:{event id}` a claimed event id (SET NX PX);
-    `P:author:{author id}` the set of conversation lists an author wrote in (for forget_user).
+    `P:author:{author id}` the set of conversation lists an author wrote in (for forget_user);
+    `P:models` a hash of channels' models set by admins (field `{platform}:{workspace}:{channel}`,
+    parts percent-escaped; never expires).
     """
 
     def __init__(
@@ -388,7 +391,30 @@ class RedisStore:
             won = await client.set(name, b"1", nx=True, px=max(1, int(ttl_seconds * 1000)))
         return bool(won)
 
+    # --- channel models ---
+
+    async def get_channel_model(self, platform: str, workspace: str, channel: str) -> str | None:
+        field = _channel_field(platform, workspace, channel)
+        async with self._using("load the channel's model") as client:
+            value = cast(bytes | None, await client.hget(self._models, field))
+        return value.decode("utf-8") if value is not None else None
+
+    async def set_channel_model(
+        self, platform: str, workspace: str, channel: str, model: str | None
+    ) -> None:
+        validate_model_id(model)
+        field = _channel_field(platform, workspace, channel)
+        async with self._using("store the channel's model") as client:
+            if model is None:
+                await client.hdel(self._models, field)
+            else:
+                await client.hset(self._models, field, model.encode("utf-8"))
+
     # --- helpers ---
+
+    @property
+    def _models(self) -> str:
+        return f"{self.target.prefix}:models"
 
     @property
     def _index_ms(self) -> int:
@@ -438,6 +464,11 @@ class RedisStore:
             await self.client.aclose()
         except (RedisError, OSError) as exc:
             log.debug("closing the Redis pool after a failed connect: %s", type(exc).__name__)
+
+
+def _channel_field(platform: str, workspace: str, channel: str) -> str:
+    """A channel's field in the models hash: each part percent-escaped (so ':' never collides)."""
+    return ":".join(quote(part, safe="") for part in (platform, workspace, channel))
 
 
 def _json(value: object) -> str:

@@ -20,6 +20,7 @@ from bot.store.codec import (
     key_params,
     row_to_turn,
     turn_to_row,
+    validate_model_id,
     validate_replacing,
     validate_summary,
 )
@@ -27,7 +28,7 @@ from bot.turns import Summary, Turn
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Statements that take the schema from version N-1 to N; `PRAGMA user_version` records N.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -76,6 +77,16 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID""",
         "CREATE INDEX summaries_by_updated_at ON summaries (updated_at)",
     ),
+    3: (
+        """CREATE TABLE channel_models (
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            model TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (platform, workspace, channel)
+        ) WITHOUT ROWID""",
+    ),
 }
 
 _KEY_MATCH = " AND ".join(f"{column} = ?" for column in KEY_COLUMNS)
@@ -110,6 +121,14 @@ _CLAIM = (
     "WHERE claims.expires_at <= ?"
 )
 _DELETE_EXPIRED_CLAIMS = "DELETE FROM claims WHERE expires_at <= ?"
+_CHANNEL_MATCH = "platform = ? AND workspace = ? AND channel = ?"
+_SELECT_CHANNEL_MODEL = f"SELECT model FROM channel_models WHERE {_CHANNEL_MATCH}"
+_SET_CHANNEL_MODEL = (
+    "INSERT INTO channel_models (platform, workspace, channel, model, updated_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, workspace, channel) "
+    "DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at"
+)
+_CLEAR_CHANNEL_MODEL = f"DELETE FROM channel_models WHERE {_CHANNEL_MATCH}"
 
 
 class SQLiteStore:
@@ -244,6 +263,27 @@ class SQLiteStore:
                 self._last_sweep = now
                 await db.execute(_DELETE_EXPIRED_CLAIMS, (now,))
             return won
+
+    # --- channel models ---
+
+    async def get_channel_model(self, platform: str, workspace: str, channel: str) -> str | None:
+        async with self._using("load the channel's model") as db:
+            rows = list(
+                await db.execute_fetchall(_SELECT_CHANNEL_MODEL, (platform, workspace, channel))
+            )
+        return str(rows[0][0]) if rows else None
+
+    async def set_channel_model(
+        self, platform: str, workspace: str, channel: str, model: str | None
+    ) -> None:
+        validate_model_id(model)
+        async with self._using("store the channel's model") as db:
+            if model is None:
+                await db.execute(_CLEAR_CHANNEL_MODEL, (platform, workspace, channel))
+            else:
+                await db.execute(
+                    _SET_CHANNEL_MODEL, (platform, workspace, channel, model, time.time())
+                )
 
     # --- helpers ---
 
