@@ -89,6 +89,7 @@ def _json_object(value: Any, info: ValidationInfo) -> Any:
 _JSON_EXAMPLES = {
     "provider": '{"order": ["together"], "allow_fallbacks": true}',
     "channel_prompts": '{"C0123456789": "Answer like a pirate."}',
+    "channel_models": '{"C0123456789": "qwen/qwen2.5-vl-72b-instruct"}',
 }
 
 # Lists from the environment are comma-separated (a JSON array works too); dicts are JSON objects.
@@ -154,6 +155,10 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=3, ge=0, le=10)
     http_referer: str = "https://github.com/glimpse-bot/glimpse"
     app_title: str = "Glimpse"
+    channel_models: JsonStrings = Field(default_factory=dict)  # channel id -> model id
+    admins: CommaList = Field(
+        default_factory=list
+    )  # user ids that may set a channel's model ("slack:U123" for one platform only)
 
     # --- prompts ---
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -220,6 +225,14 @@ class Settings(BaseSettings):
 
     def system_prompt_for(self, channel: str) -> str:
         return self.channel_prompts.get(channel, self.system_prompt)
+
+    def model_for(self, channel: str) -> str:
+        """The configured model of a channel (pass a thread's parent), else the default model."""
+        return self.channel_models.get(channel) or self.model
+
+    def is_admin(self, platform: str, user_id: str) -> bool:
+        """Whether `admins` names this user: a plain id, or `platform:id` for one platform."""
+        return bool(user_id) and (user_id in self.admins or f"{platform}:{user_id}" in self.admins)
 
     def named_system_prompts(self) -> list[tuple[str, str]]:
         """Every system prompt the service may send, named for the operator."""

@@ -148,3 +148,28 @@ def test_a_typo_gets_a_suggestion_and_only_real_secrets_the_secrets_sentence(
     assert "discord.guild_id: unknown setting (did you mean discord.guild_ids?)" in message
     assert "DISCORD_TOKEN: secrets are read from the environment only" in message
     assert message.count("environment only") == 1 and "\n" not in message
+
+
+def test_channel_models_and_admins_from_the_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path, 'admins = ["U1"]\n[channel_models]\nC1 = "acme/vision"\n')
+    settings = load_settings(path)
+    assert settings.model_for("C1") == "acme/vision"
+    assert settings.model_for("C2") == settings.model
+    assert settings.is_admin("slack", "U1") and not settings.is_admin("slack", "U2")
+    monkeypatch.setenv("GLIMPSE_ADMINS", "U2, discord:42")
+    monkeypatch.setenv("GLIMPSE_CHANNEL_MODELS", '{"C3": "acme/other"}')
+    settings = load_settings(path)
+    assert settings.admins == ["U2", "discord:42"]
+    assert settings.is_admin("discord", "42") and not settings.is_admin("slack", "42")
+    assert not settings.is_admin("slack", "")
+    assert settings.model_for("C3") == "acme/other" and settings.model_for("C1") == settings.model
+
+
+def test_channel_models_that_are_not_a_json_object_are_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GLIMPSE_CHANNEL_MODELS", "C1=acme/vision")
+    with pytest.raises(ConfigError, match="GLIMPSE_CHANNEL_MODELS must be a JSON object"):
+        load_settings()
