@@ -143,7 +143,7 @@ class FakeDiscord(LoopbackServer):
     commands: dict[str, list[dict[str, Any]]] = field(
         default_factory=dict
     )  # "global" or guild id -> commands
-    files: dict[str, tuple[bytes, str]] = field(
+    files: dict[str, tuple[bytes, str | None]] = field(
         default_factory=dict
     )  # attachment name -> (bytes, type)
 
@@ -321,19 +321,25 @@ class FakeDiscord(LoopbackServer):
         """
         self._faults.extend([(method, path_part, status, retry_after)] * times)
 
-    def attachment(self, name: str, data: bytes, content_type: str) -> dict[str, Any]:
-        """Host a file and describe it as a Discord attachment object."""
+    def attachment(self, name: str, data: bytes, content_type: str | None) -> dict[str, Any]:
+        """Host a file of any type and describe it as a Discord attachment object.
+
+        Like Discord, only an image has a width and height, and a file whose type Discord could
+        not tell (`content_type=None`) has no `content_type` at all.
+        """
         self.files[name] = (data, content_type)
-        return {
+        found: dict[str, Any] = {
             "id": str(snowflake()),
             "filename": name,
             "size": len(data),
             "url": self.attachment_url(name),
             "proxy_url": self.attachment_url(name),
-            "content_type": content_type,
-            "width": 8,
-            "height": 8,
         }
+        if content_type is not None:
+            found["content_type"] = content_type
+        if content_type is not None and content_type.startswith("image/"):
+            found.update(width=8, height=8)
+        return found
 
     async def wait_for(self, predicate: Callable[[], T | None], within: float = 10.0) -> T:
         """Poll until `predicate()` is truthy; return its value (TimeoutError after `within` s)."""
@@ -680,7 +686,8 @@ class FakeDiscord(LoopbackServer):
         if found is None:
             return web.Response(status=404)
         data, content_type = found
-        return web.Response(body=data, headers={"Content-Type": content_type})
+        served = content_type or "application/octet-stream"
+        return web.Response(body=data, headers={"Content-Type": served})
 
     # --- payloads ---
 

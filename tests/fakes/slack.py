@@ -47,6 +47,7 @@ SOCKET_PATH = "/socket-mode"
 HISTORY_SCOPES = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
 HISTORY_METHODS = frozenset({"conversations.history", "conversations.replies"})
 METHOD_SCOPES = {"users.info": "users:read", "files.info": "files:read"}
+BINARY = "application/octet-stream"  # what the file host says for a file of no known type
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,8 +435,8 @@ class FakeSlack(LoopbackServer):
             raise web.HTTPFound(f"/?redir={request.path}")
         if hosted is None:
             raise web.HTTPNotFound()
-        data, mimetype = hosted
-        return web.Response(body=data, content_type=mimetype)
+        data, mimetype = hosted  # any type, parameters included ("text/plain; charset=utf-8")
+        return web.Response(body=data, headers={"Content-Type": mimetype or BINARY})
 
     async def _response_url(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())
