@@ -196,8 +196,9 @@ class GlimpseDiscord(discord.Client):
         )
         target: TargetFactory = reply_to(message)
         if root == message.id and isinstance(channel, discord.TextChannel):
-            seen = [*incoming.images, *(image for quote in quoted for image in quote.images)]
-            target = thread_on(message, thread_name(incoming.text, seen))
+            images = [*incoming.images, *(ref for quote in quoted for ref in quote.images)]
+            files = [*incoming.files, *(ref for quote in quoted for ref in quote.files)]
+            target = thread_on(message, thread_name(incoming.text, images, files))
         self._chains.remember(message.id, root)
         await self._answer(message, incoming, target, root=root)
 
@@ -226,7 +227,7 @@ class GlimpseDiscord(discord.Client):
         is_direct: bool = False,
     ) -> IncomingMessage:
         assert self.user is not None
-        images, others = images_and_files(message)
+        images, files, others = images_and_files(message)
         return IncomingMessage(
             key=key,
             message_id=str(message.id),
@@ -234,6 +235,7 @@ class GlimpseDiscord(discord.Client):
             author_name=message.author.display_name,
             text=readable_text(message, self.user.id),
             images=images,
+            files=files,
             other_files=others,
             author_roles=author_roles(message.author),
             parent_channel=str(parent) if parent is not None else None,
@@ -251,7 +253,8 @@ class GlimpseDiscord(discord.Client):
         if replied is None or replied.author.id == self.user.id:  # the bot's own: already in memory
             return (*commented, *forwarded)
         quote = reply_quote(replied, self.user.id)
-        if not (quote.text or quote.images or quote.other_files):  # a sticker, a system message
+        # Nothing to bring: a sticker, a system message.
+        if not (quote.text or quote.images or quote.files or quote.other_files):
             return (*commented, *forwarded)
         return (*commented, quote, *forwarded)
 

@@ -1,4 +1,8 @@
-"""The `/ask question [image]` and `/reset` application commands, and their sync on start."""
+"""The `/ask question [image]` and `/reset` application commands, and their sync on start.
+
+`image` keeps its name (people and the README know it) but takes any file: the core reads text,
+logs, code and PDFs as well as images.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from adapters.discord_sink import (
 )
 from adapters.discord_translate import (
     ReplyChains,
-    attachment_image,
+    attachment_refs,
     author_roles,
     dm_key,
     root_key,
@@ -114,9 +118,9 @@ class SlashCommands:
         question: str,
         image: discord.Attachment | None,
     ) -> tuple[IncomingMessage, TargetFactory]:
-        ref = attachment_image(image) if image is not None else None
-        images = (ref,) if ref is not None else ()
-        key, parent, target = self._place(interaction, original, thread_name(question, images))
+        images, files, others = attachment_refs([image] if image is not None else [])
+        name = thread_name(question, images, files)
+        key, parent, target = self._place(interaction, original, name)
         incoming = IncomingMessage(
             key=key,
             message_id=str(interaction.id),
@@ -124,7 +128,8 @@ class SlashCommands:
             author_name=interaction.user.display_name,
             text=question,
             images=images,
-            other_files=(image.filename,) if image is not None and ref is None else (),
+            files=files,
+            other_files=others,
             author_roles=author_roles(interaction.user),
             parent_channel=parent,
             is_direct=interaction.guild_id is None,
@@ -172,8 +177,10 @@ def build_tree(
     """The command tree with `/ask` and `/reset`."""
     tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
 
-    @tree.command(name="ask", description="Ask Glimpse a question, optionally about an image")
-    @app_commands.describe(question="What you want to know", image="An image to ask about")
+    @tree.command(name="ask", description="Ask Glimpse a question, optionally about a file")
+    @app_commands.describe(
+        question="What you want to know", image="An image, a text file or a PDF to ask about"
+    )
     async def ask(
         interaction: discord.Interaction, question: str, image: discord.Attachment | None = None
     ) -> None:

@@ -52,16 +52,17 @@ def forward_quotes(message: discord.Message, bot_id: int) -> tuple[QuotedMessage
     original = str(message.reference.message_id or "")
     quotes = []
     for snapshot in message.message_snapshots:
-        images, others = images_and_files(snapshot)
+        found = images_and_files(snapshot)
         text = snapshot_text(snapshot, message.guild, bot_id)
-        if text or images or others:
+        if text or any(found):
             quotes.append(
                 QuotedMessage(
                     kind="forward",
                     text=text,
                     message_id=original,
-                    images=images,
-                    other_files=others,
+                    images=found.images,
+                    files=found.files,
+                    other_files=found.other_files,
                 )
             )
     return tuple(quotes)
@@ -69,11 +70,12 @@ def forward_quotes(message: discord.Message, bot_id: int) -> tuple[QuotedMessage
 
 def reply_quote(replied: discord.Message, bot_id: int) -> QuotedMessage:
     """The message someone replied to, attributed to its author (what it forwarded included)."""
-    images, others = images_and_files(replied)
+    images, files, others = images_and_files(replied)
     texts = [readable_text(replied, bot_id)]
     for forwarded in forward_quotes(replied, bot_id):
         texts.append(forwarded.text)
         images += forwarded.images
+        files += forwarded.files
         others += forwarded.other_files
     return QuotedMessage(
         kind="reply",
@@ -82,6 +84,7 @@ def reply_quote(replied: discord.Message, bot_id: int) -> QuotedMessage:
         author_id=str(replied.author.id),
         author_name=replied.author.display_name,
         images=images,
+        files=files,
         other_files=others,
     )
 

@@ -1,4 +1,4 @@
-"""Discord objects to the core's contract: conversation keys, readable text, images, thread names."""
+"""Discord objects to the core's contract: conversation keys, readable text, attachments, thread names."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import mimetypes
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import discord
 
-from bot.messages import ConversationKey, ImageRef
+from bot.messages import ConversationKey, FileRef, ImageRef
 
 __all__ = [
     "PLATFORM",
     "THREAD_NAME_LIMIT",
+    "Attachments",
     "ReplyChains",
-    "attachment_image",
+    "attachment_refs",
     "author_roles",
     "dm_key",
     "images_and_files",
@@ -90,42 +92,51 @@ def author_roles(author: discord.User | discord.Member) -> tuple[str, ...]:
     return tuple(str(role.id) for role in roles if not role.is_default())
 
 
-def attachment_image(attachment: discord.Attachment) -> ImageRef | None:
-    """An ImageRef for an `image/*` attachment (the core checks its declared size), else None."""
-    mime = attachment.content_type or mimetypes.guess_type(attachment.filename)[0]
-    if not mime or not mime.split(";")[0].strip().startswith("image/"):
-        return None
-    return ImageRef(
-        filename=attachment.filename,
-        url=attachment.url,
-        mime_type=mime.split(";")[0].strip(),
-        size=attachment.size,
-    )
+class Attachments(NamedTuple):
+    """What a message carries for the core besides its text."""
+
+    images: tuple[ImageRef, ...] = ()
+    files: tuple[FileRef, ...] = ()  # every other attachment: the core sniffs and reads it
+    other_files: tuple[str, ...] = ()  # names of attachments without a URL to hand over
 
 
-def images_and_files(
-    message: discord.Message | discord.MessageSnapshot,
-) -> tuple[tuple[ImageRef, ...], tuple[str, ...]]:
-    """Image attachments and image embeds' URLs as ImageRefs; names of the other attachments."""
+def attachment_refs(attachments: Iterable[discord.Attachment]) -> Attachments:
+    """Attachments as the core fetches them: `image/*` by Discord's word as images, the rest as files.
+
+    Size and content type are as Discord gives them (the core checks the size before it
+    downloads and sniffs the bytes); an attachment without a URL is only named.
+    """
     images: list[ImageRef] = []
+    files: list[FileRef] = []
     others: list[str] = []
-    for attachment in message.attachments:
-        image = attachment_image(attachment)
-        if image is None:
+    for attachment in attachments:
+        if not attachment.url:
             others.append(attachment.filename)
+        elif _is_image(attachment.content_type):
+            images.append(_ref(attachment, _media_type(attachment.content_type)))
         else:
-            images.append(image)
-    images.extend(_embed_images(message.embeds))
-    return tuple(images), tuple(others)
+            files.append(_ref(attachment, attachment.content_type or None))
+    return Attachments(tuple(images), tuple(files), tuple(others))
 
 
-def thread_name(text: str, images: Iterable[ImageRef] = ()) -> str:
-    """A thread title from the question's first line, at most 100 characters."""
+def images_and_files(message: discord.Message | discord.MessageSnapshot) -> Attachments:
+    """A message's attachments (see `attachment_refs`), plus image embeds' URLs as images."""
+    found = attachment_refs(message.attachments)
+    return found._replace(images=found.images + tuple(_embed_images(message.embeds)))
+
+
+def thread_name(text: str, images: Iterable[ImageRef] = (), files: Iterable[FileRef] = ()) -> str:
+    """A thread title from the question's first line (else the first attachment), at most 100 characters."""
     first_line = next((line for line in text.splitlines() if line.strip()), "")
     name = _SPACES.sub(" ", first_line).strip()
     if not name:
-        first_image = next(iter(images), None)
-        name = f"Image: {first_image.filename}" if first_image else DEFAULT_THREAD_NAME
+        first_image, first_file = next(iter(images), None), next(iter(files), None)
+        if first_image is not None:
+            name = f"Image: {first_image.filename}"
+        elif first_file is not None:
+            name = f"File: {first_file.filename}"
+        else:
+            name = DEFAULT_THREAD_NAME
     if len(name) > THREAD_NAME_LIMIT:
         name = name[: THREAD_NAME_LIMIT - 1].rstrip() + "…"
     return name
@@ -171,6 +182,21 @@ def _readable(
 
 def _is_bot_role(role: discord.Role, bot_id: int) -> bool:
     return role.tags is not None and role.tags.bot_id == bot_id
+
+
+def _media_type(content_type: str | None) -> str:
+    """`image/png; charset=…` → `image/png`."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def _is_image(content_type: str | None) -> bool:
+    return _media_type(content_type).startswith("image/")
+
+
+def _ref(attachment: discord.Attachment, mime_type: str | None) -> ImageRef:
+    return ImageRef(
+        filename=attachment.filename, url=attachment.url, mime_type=mime_type, size=attachment.size
+    )
 
 
 def _embed_images(embeds: Iterable[discord.Embed]) -> list[ImageRef]:

@@ -335,20 +335,21 @@ async def test_ask_inside_a_thread_answers_in_place(env: Env) -> None:
     assert any("first question" in content_text(m) for m in request["messages"])
 
 
-async def test_non_image_attachments_are_named_in_a_note(env: Env) -> None:
-    notes = env.fake.attachment("notes.pdf", b"%PDF-1.4 not an image", "application/pdf")
+@pytest.mark.xfail(strict=True, reason="core attachment pipeline not landed")
+async def test_a_file_glimpse_cannot_read_is_named_in_a_note(env: Env) -> None:
+    blob = env.fake.attachment("data.bin", bytes(range(256)) * 4, "application/octet-stream")
     message = await env.fake.user_message(
-        TEXT_CHANNEL_ID, "summarise this", mention_bot=True, attachments=[notes]
+        TEXT_CHANNEL_ID, "what is this file?", mention_bot=True, attachments=[blob]
     )
     thread_id = int(message["id"])
     messages = await env.fake.wait_for(
         lambda: (
             (found := env.fake.bot_messages(thread_id))
-            and [m["content"] for m in found][1:] == [env.router.reply]
+            and found[-1]["content"] == env.router.reply
             and found
         )
     )
-    assert "notes.pdf" in messages[0]["content"]  # the core's note comes first, in the thread
+    assert "data.bin" in messages[0]["content"]  # the core's note comes first, in the thread
 
 
 async def test_commands_are_synced_to_the_configured_guild(env: Env) -> None:
