@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from adapters.slack_format import from_slack
-from bot.messages import ConversationKey, ImageRef, IncomingMessage, QuotedMessage
+from bot.messages import ConversationKey, FileRef, ImageRef, IncomingMessage, QuotedMessage
 
 __all__ = [
     "HANDLED_SUBTYPES",
@@ -17,7 +17,7 @@ __all__ = [
     "ignore_reason",
     "is_direct",
     "is_reply",
-    "latest_images",
+    "latest_uploads",
     "mentions",
     "message_id",
     "parent_author",
@@ -90,7 +90,7 @@ def from_event(
 ) -> IncomingMessage:
     """A mention, thread follow-up or DM as the core sees it (`names`: people mentioned in it)."""
     channel, ts = str(event["channel"]), str(event["ts"])
-    images, others = _files(event.get("files") or (), bot_token)
+    images, files, others = _files(event.get("files") or (), bot_token)
     return IncomingMessage(
         key=conversation_key(team_id, channel, thread_of(event)),
         message_id=message_id(channel, ts),
@@ -98,6 +98,7 @@ def from_event(
         author_name=author_name,
         text=from_slack(str(event.get("text") or ""), bot_user_id=bot_user_id, names=names),
         images=images,
+        files=files,
         other_files=others,
         parent_channel=channel,
         is_direct=is_direct(event),
@@ -137,7 +138,7 @@ def quote_of(
     names: Mapping[str, str] | None = None,
 ) -> QuotedMessage:
     """A thread's first message as the message a question in the thread replies to."""
-    images, others = _files(parent.get("files") or (), bot_token)
+    images, files, others = _files(parent.get("files") or (), bot_token)
     return QuotedMessage(
         kind="reply",
         text=from_slack(str(parent.get("text") or ""), bot_user_id=bot_user_id, names=names),
@@ -145,6 +146,7 @@ def quote_of(
         author_id=parent_author(parent)[0],
         author_name=author_name,
         images=images,
+        files=files,
         other_files=others,
     )
 
@@ -164,7 +166,7 @@ def from_command(
     `author_name` is the asker's display name; without one, the command's (legacy) `user_name`.
     """
     channel = str(command["channel_id"])
-    images, others = _files(files, bot_token)
+    images, refs, others = _files(files, bot_token)
     direct = channel.startswith("D") or command.get("channel_name") == "directmessage"
     return IncomingMessage(
         key=conversation_key(str(command["team_id"]), channel, question_ts),
@@ -173,6 +175,7 @@ def from_command(
         author_name=author_name or str(command.get("user_name") or ""),
         text=text,
         images=images,
+        files=refs,
         other_files=others,
         parent_channel=channel,
         is_direct=direct,
@@ -180,42 +183,50 @@ def from_command(
     )
 
 
-def latest_images(messages: Sequence[Mapping[str, Any]], user: str) -> list[Mapping[str, Any]]:
-    """The image files of `user`'s newest top-level message that has any (history comes newest first)."""
+def latest_uploads(messages: Sequence[Mapping[str, Any]], user: str) -> list[Mapping[str, Any]]:
+    """The files, of any kind, of `user`'s newest top-level message that has some (newest first).
+
+    "/ask what's wrong in this log?" right after uploading error.log is about that log, as much
+    as "/ask what is in this picture?" is about the photo; deleted files (tombstones) do not count.
+    """
     for message in messages:
         if message.get("user") != user or ignore_reason({**message, "channel": "-"}) is not None:
             continue
         if message.get("thread_ts") not in (None, message.get("ts")):
             continue
-        images = [
-            f
-            for f in message.get("files") or ()
-            if str(f.get("mimetype") or "").startswith("image/")
-        ]
-        if images:
-            return images
+        files = [f for f in message.get("files") or () if f.get("mode") != "tombstone"]
+        if files:
+            return files
     return []
 
 
 def _files(
     files: Sequence[Mapping[str, Any]], bot_token: str
-) -> tuple[tuple[ImageRef, ...], tuple[str, ...]]:
-    """Images to fetch with the bot token (Slack's file host needs it); names of everything else."""
+) -> tuple[tuple[ImageRef, ...], tuple[FileRef, ...], tuple[str, ...]]:
+    """Images (`image/*` by Slack's word) and other files, fetched with the bot token; names of the rest.
+
+    Slack's file host needs the token; the core sniffs the bytes of both kinds. A file without
+    a URL (deleted, external) is only named.
+    """
     images: list[ImageRef] = []
+    refs: list[FileRef] = []
     others: list[str] = []
     for file in files:
         name = str(file.get("name") or file.get("title") or file.get("id") or "file")
         url = file.get("url_private_download") or file.get("url_private")
-        if str(file.get("mimetype") or "").startswith("image/") and url:
-            images.append(
-                ImageRef(
-                    filename=name,
-                    url=str(url),
-                    mime_type=str(file["mimetype"]),
-                    size=int(file["size"]) if file.get("size") is not None else None,
-                    headers={"Authorization": f"Bearer {bot_token}"},
-                )
-            )
-        else:
+        if not url:
             others.append(name)
-    return tuple(images), tuple(others)
+            continue
+        mimetype = str(file.get("mimetype") or "")
+        ref = ImageRef(
+            filename=name,
+            url=str(url),
+            mime_type=mimetype or None,
+            size=int(file["size"]) if file.get("size") is not None else None,
+            headers={"Authorization": f"Bearer {bot_token}"},
+        )
+        if mimetype.startswith("image/"):
+            images.append(ref)
+        else:
+            refs.append(ref)
+    return tuple(images), tuple(refs), tuple(others)

@@ -24,7 +24,7 @@ from adapters.slack_events import (
     ignore_reason,
     is_direct,
     is_reply,
-    latest_images,
+    latest_uploads,
     mentions,
     thread_of,
 )
@@ -47,12 +47,12 @@ log = logging.getLogger("glimpse.slack")
 
 REMEMBERED_THREADS = 10_000  # (team, channel, user) -> latest conversation, for `/reset`
 REMEMBERED_RESETS = 1_000
-UPLOAD_LOOKBACK_SECONDS = 10 * 60  # `/ask` reads the asker's images posted this recently
+UPLOAD_LOOKBACK_SECONDS = 10 * 60  # `/ask` reads the asker's files posted this recently
 HISTORY_MESSAGES = 50
 USAGE = (
     "Ask me anything: `{command} what does this error mean?` I answer in a thread; reply there "
-    "to follow up. To ask about a picture, upload it here first (or upload it in a message that "
-    "@mentions me). `{command} reset` forgets our latest conversation here."
+    "to follow up. To ask about a picture or a file (a log, code, a PDF), upload it here first (or "
+    "in a message that @mentions me). `{command} reset` forgets our latest conversation here."
 )
 RESET_DONE = "Done: I've forgotten this conversation. Mention me to start a new one."
 RESET_RECENT_DONE = "Done: I've forgotten our latest conversation in this channel."
@@ -164,7 +164,7 @@ class SlackListeners:
             self._recent_uploads(channel, user), self.context.command_author(command)
         )
         top = SlackThread(self._client, channel=channel, thread_ts=None)
-        names = [str(file.get("name") or "image") for file in files]
+        names = [str(file.get("name") or file.get("title") or "file") for file in files]
         try:
             question_ts = await top.post(question_text(user, text, attachments=names))
         except SlackUnavailable as exc:
@@ -182,7 +182,7 @@ class SlackListeners:
         await self._answer(message, react_ts=question_ts)
 
     async def _recent_uploads(self, channel: str, user: str) -> list[Mapping[str, Any]]:
-        """Slash commands carry no files: the asker's images posted here in the last few minutes."""
+        """Slash commands carry no files: the asker's latest upload here in the last few minutes."""
         oldest = f"{time.time() - UPLOAD_LOOKBACK_SECONDS:.6f}"
         try:
             history = await self._client.conversations_history(
@@ -191,7 +191,8 @@ class SlackListeners:
         except SlackApiError as exc:
             log.info("slack: no recent uploads read in %s: %s", channel, slack_error(exc))
             return []
-        return latest_images(history.get("messages") or [], user)
+        uploads = latest_uploads(history.get("messages") or [], user)
+        return list((await self.context.complete_files({"files": uploads}))["files"])
 
     async def _on_person(
         self, event: dict[str, Any], context: AsyncBoltContext, *, addressed: bool
@@ -212,7 +213,7 @@ class SlackListeners:
             bot_id=context.bot_id,
             with_parent=is_reply(event) and not active,
         )
-        if is_reset(message.text) and not message.images:
+        if is_reset(message.text) and not (message.images or message.files):
             await self._reset_message(message, in_thread=bool(event.get("thread_ts")))
         else:
             await self._answer(message, react_ts=str(event["ts"]))

@@ -281,7 +281,7 @@ class SlackNativeSink:
 def question_text(
     user_id: str, question: str, *, attachments: Sequence[str] = (), limit: int = 3_000
 ) -> str:
-    """What `/ask` posts as the bot: "*@user asks:* …" (mentioning only the asker), plus the images read."""
+    """What `/ask` posts as the bot: "*@user asks:* …" (mentioning only the asker), plus the files read."""
     shown = question if len(question) <= limit else question[: limit - 1] + "…"
     about = f" _(about {escape(', '.join(attachments))})_" if attachments else ""
     return f"*<@{user_id}> asks:* {escape(shown)}{about}"

@@ -139,7 +139,7 @@ def test_a_reply_belongs_to_its_threads_conversation_and_keeps_its_own_id() -> N
     assert message.message_id == "C0GENERAL1:1700000000.000300"
 
 
-def test_images_carry_the_bearer_token_and_other_files_are_named() -> None:
+def test_images_and_files_carry_the_bearer_token_and_files_without_a_url_are_named() -> None:
     files = [
         {
             "id": "F1",
@@ -163,7 +163,15 @@ def test_images_carry_the_bearer_token_and_other_files_are_named() -> None:
     assert image.headers == {"Authorization": f"Bearer {TOKEN}"}
     assert (image.mime_type, image.size, image.filename) == ("image/png", 1234, "cat.png")
     assert TOKEN not in repr(image)
-    assert message.other_files == ("notes.pdf", "gone.png")
+    [notes] = message.files
+    assert (notes.filename, notes.url, notes.mime_type, notes.size) == (
+        "notes.pdf",
+        "https://files.slack.com/x",
+        "application/pdf",
+        None,
+    )
+    assert notes.headers == {"Authorization": f"Bearer {TOKEN}"}
+    assert message.other_files == ("gone.png",)
 
 
 def test_a_direct_message_is_direct() -> None:
