@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -38,6 +39,7 @@ logger = logging.getLogger("glimpse.openrouter")
 
 FALLBACK_CONTEXT_TOKENS = 4096
 MODEL_INFO_RETRY_SECONDS = 300.0  # a failed GET /models is tried again after this long
+CATALOGUE_TTL_SECONDS = 3600.0  # a read GET /models listing is read again after this long
 MODELS_TIMEOUT_SECONDS = 15.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 EARLY_STREAM_RETRIES = 2  # our own retries, only for failures inside the stream before any text
@@ -82,7 +84,17 @@ USER_MESSAGES: dict[str, str] = {
 _KNOWN_MODELS: dict[str, tuple[float, float, float, tuple[str, ...]]] = {
     DEFAULT_MODEL: (0.8e-6, 1.6e-6, 0.005146, ("text", "image")),
 }
-_PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 413, 422})
+_PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 404, 410, 413, 422})
+# Error codes that say the model itself is gone (retired, unlisted, no provider serves it). Only
+# the numeric `code` and `message` are documented (docs/api/reference/errors); string codes and
+# `metadata.availability.code` are read too in case OpenRouter or a gateway in front sends them.
+_GONE_CODES = frozenset(
+    {"model_not_found", "model_deprecated", "model_retired", "model_not_available", "no_endpoints"}
+)
+# A 404 whose message names a condition of the request or the account, not a missing model:
+# "No endpoints found that support tool use", "… matching your data policy", "… that can handle …".
+_NOT_GONE_404 = re.compile(r"that (support|can handle)|matching your|routing requirements", re.I)
+_INVALID_MODEL_400 = re.compile(r"is not a valid model id", re.I)
 _SECRET_PATTERN = re.compile(r"(sk-or-[A-Za-z0-9_\-]+|Bearer\s+\S+)")
 
 
@@ -97,6 +109,12 @@ class ModelInfo:
     image_price: float
     input_modalities: tuple[str, ...]
     from_api: bool
+    expiration_date: str | None = None  # ISO date after which OpenRouter may remove the model
+
+    @property
+    def reads_images(self) -> bool:
+        """Whether the model takes images (assumed when GET /models could not say)."""
+        return not self.from_api or "image" in self.input_modalities
 
 
 class TextDelta(NamedTuple):
@@ -125,6 +143,8 @@ class ModelError(Exception):
         status: int | None = None,
         code: str | None = None,
         retryable: bool = False,
+        model_gone: bool = False,
+        suggested_models: tuple[str, ...] = (),
     ) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind: ErrorKind = kind
@@ -133,6 +153,8 @@ class ModelError(Exception):
         self.status = status
         self.code = code
         self.retryable = retryable
+        self.model_gone = model_gone  # the model is retired or unknown: another one should answer
+        self.suggested_models = suggested_models  # OpenRouter's suggested replacements, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +176,15 @@ class _Progress:
     usage: dict[str, Any] | None = None
 
 
-def build_extra_body(settings: Settings) -> dict[str, Any]:
+def build_extra_body(settings: Settings, model: str | None = None) -> dict[str, Any]:
     """OpenRouter-only request fields: compression off, provider preferences, fallback `models`."""
+    primary = model or settings.model
     body: dict[str, Any] = {key: _copy(value) for key, value in COMPRESSION_OFF.items()}
     if settings.provider:
         body["provider"] = dict(settings.provider)
-    fallbacks = [m for m in dict.fromkeys(settings.fallback_models) if m and m != settings.model]
+    fallbacks = [m for m in dict.fromkeys(settings.fallback_models) if m and m != primary]
     if fallbacks:
-        body["models"] = [settings.model, *fallbacks]  # priority order, primary first
+        body["models"] = [primary, *fallbacks]  # priority order, primary first
     return body
 
 
@@ -188,52 +211,105 @@ class OpenRouterClient:
         self._extra_body = build_extra_body(settings)
         # Absolute, so the SDK does not join it to the base URL for every request (~20 µs).
         self._chat_url = f"{self._client.base_url}chat/completions"
-        self._info: ModelInfo | None = None
-        self._info_at = 0.0
+        self._infos: dict[str, tuple[ModelInfo, float]] = {}  # model -> (info, when read)
         self._info_lock = asyncio.Lock()
+        self._listing: list[dict[str, Any]] | None = None  # GET /models entries, once read
+        self._listing_at = -math.inf
+        self._listing_error = ""  # why the last read failed ("" if it did not)
+        self._listing_lock = asyncio.Lock()
+        self._parsed: tuple[object, dict[str, ModelInfo]] = (None, {})  # (listing, its models)
 
     # --- models ---
 
-    async def model_info(self) -> ModelInfo:
-        """The configured model's context and prices; read once, a failed read is retried later."""
+    async def model_info(self, model: str | None = None) -> ModelInfo:
+        """A model's context and prices (default: the configured model); read once per model.
+
+        A model GET /models did not describe is read again after MODEL_INFO_RETRY_SECONDS.
+        `context_length` in the config overrides the configured model's context only.
+        """
+        model = model or self._settings.model
         async with self._info_lock:
-            info = self._info
-            if info is not None and (
-                info.from_api or time.monotonic() - self._info_at < MODEL_INFO_RETRY_SECONDS
+            cached = self._infos.get(model)
+            if cached is not None and (
+                cached[0].from_api or time.monotonic() - cached[1] < MODEL_INFO_RETRY_SECONDS
             ):
-                return info
-            info = await self._fetch_model_info()
-            if self._settings.context_length > 0:
+                return cached[0]
+            info = await self._fetch_model_info(model)
+            if self._settings.context_length > 0 and model == self._settings.model:
                 info = replace(info, context_length=self._settings.context_length)
-            self._info, self._info_at = info, time.monotonic()
+            self._infos[model] = (info, time.monotonic())
             return info
 
-    async def _fetch_model_info(self) -> ModelInfo:
-        model = self._settings.model
-        timeout = min(self._settings.request_timeout_seconds, MODELS_TIMEOUT_SECONDS)
-        try:
-            listing = await self._client.get(
-                "/models",
-                cast_to=object,
-                options={"timeout": timeout, "headers": NO_SDK_TELEMETRY},
-            )
-        except openai.OpenAIError as exc:
-            reason = self._error_from_sdk(exc).detail
-            return self._fallback_info(f"GET /models failed ({reason})")
-        entry = _find_model(listing, model)
+    async def catalogue(self) -> dict[str, ModelInfo] | None:
+        """Every model GET /models lists, by id (cached for an hour); None if it cannot be read."""
+        entries = await self._models_listing()
+        if entries is None:
+            return None
+        if self._parsed[0] is entries:
+            return self._parsed[1]
+        listed: dict[str, ModelInfo] = {}
+        for entry in entries:
+            model = entry.get("id")
+            if not isinstance(model, str) or not model:
+                continue
+            try:
+                listed[model] = _parse_model(entry, model)
+            except (TypeError, ValueError, KeyError, AttributeError):
+                continue  # a malformed entry is no model anyone can pick
+        self._parsed = (entries, listed)
+        return listed
+
+    async def vision_models(self) -> list[str]:
+        """Ids of the listed models that take images, sorted (empty if GET /models cannot be read)."""
+        listed = await self.catalogue() or {}
+        return sorted(model for model, info in listed.items() if "image" in info.input_modalities)
+
+    async def _models_listing(self) -> list[dict[str, Any]] | None:
+        """GET /models' entries: read at most once an hour, a failed read retried after a while."""
+        async with self._listing_lock:
+            age = time.monotonic() - self._listing_at
+            if self._listing is not None and age < CATALOGUE_TTL_SECONDS:
+                return self._listing
+            if self._listing_error and age < MODEL_INFO_RETRY_SECONDS:
+                return self._listing  # the older listing, if one was ever read
+            timeout = min(self._settings.request_timeout_seconds, MODELS_TIMEOUT_SECONDS)
+            self._listing_at = time.monotonic()
+            try:
+                body = await self._client.get(
+                    "/models",
+                    cast_to=object,
+                    options={"timeout": timeout, "headers": NO_SDK_TELEMETRY},
+                )
+            except openai.OpenAIError as exc:
+                self._listing_error = f"GET /models failed ({self._error_from_sdk(exc).detail})"
+                return self._listing
+            entries = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(entries, list):
+                self._listing_error = "GET /models returned no `data` list"
+                return self._listing
+            self._listing = [entry for entry in entries if isinstance(entry, dict)]
+            self._listing_error = ""
+            return self._listing
+
+    async def _fetch_model_info(self, model: str) -> ModelInfo:
+        entries = await self._models_listing()
+        if entries is None:
+            return self._fallback_info(model, self._listing_error or "GET /models failed")
+        entry = _find_model(entries, model)
         if entry is None:
-            return self._fallback_info(f"model {model!r} is not listed by GET /models")
+            return self._fallback_info(model, f"model {model!r} is not listed by GET /models")
         try:
             return _parse_model(entry, model)
-        except (TypeError, ValueError, KeyError) as exc:
-            return self._fallback_info(f"GET /models entry for {model!r} is malformed ({exc})")
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            return self._fallback_info(
+                model, f"GET /models entry for {model!r} is malformed ({exc})"
+            )
 
-    def _fallback_info(self, reason: str) -> ModelInfo:
-        model = self._settings.model
+    def _fallback_info(self, model: str, reason: str) -> ModelInfo:
         prompt, completion, image, modalities = _KNOWN_MODELS.get(
             model, (0.0, 0.0, 0.0, ("text", "image"))
         )
-        if self._settings.context_length > 0:
+        if self._settings.context_length > 0 and model == self._settings.model:
             assumption = f"using context_length={self._settings.context_length} from the config"
         else:
             assumption = f"assuming a {FALLBACK_CONTEXT_TOKENS}-token context (set context_length to override)"
@@ -260,20 +336,22 @@ class OpenRouterClient:
     # --- chat ---
 
     async def stream(
-        self, messages: list[dict[str, Any]], *, max_tokens: int
+        self, messages: list[dict[str, Any]], *, max_tokens: int, model: str | None = None
     ) -> AsyncGenerator[TextDelta | StreamEnd, None]:
-        """Stream the answer: TextDelta pieces, then one StreamEnd; raises ModelError.
+        """Stream the answer of `model` (default: the configured one): TextDelta pieces, then one
+        StreamEnd; raises ModelError.
 
         The SDK retries 408/409/429/5xx, timeouts and connection errors before the stream starts
         (honouring Retry-After). A failure inside the stream before any text is retried here a
         little more; once text has been yielded nothing is retried.
         """
+        model = model or self._settings.model
         budget = min(self._settings.max_retries, EARLY_STREAM_RETRIES)
         attempt = 0
         while True:
-            progress = _Progress()
+            progress = _Progress(model=model)
             try:
-                sdk_stream = await self._open_stream(messages, max_tokens)
+                sdk_stream = await self._open_stream(messages, max_tokens, model)
                 blocks, decoder = sdk_stream.blocks(), EventDecoder()
                 request = sdk_stream.response.request
                 try:
@@ -288,14 +366,14 @@ class OpenRouterClient:
                             await _drain(blocks, DRAIN_SECONDS)
                             break
                 except (httpx2.TransportError, openai.APIError) as exc:  # APIError: an error chunk
-                    raise self._error_in_stream(exc, progress) from None
+                    raise self._error_in_stream(exc, progress, model) from None
                 finally:
                     await sdk_stream.close()
                 yield self._finish(progress)
                 return
             except ModelError as error:
                 if progress.text_yielded or not error.retryable or attempt >= budget:
-                    raise self._logged(error) from None
+                    raise self._logged(error, model) from None
                 attempt += 1
                 delay = _early_retry_delay(attempt)
                 logger.info(
@@ -306,26 +384,34 @@ class OpenRouterClient:
                 )
                 await asyncio.sleep(delay)
 
-    async def _open_stream(self, messages: list[dict[str, Any]], max_tokens: int) -> _BodyStream:
+    async def _open_stream(
+        self, messages: list[dict[str, Any]], max_tokens: int, model: str
+    ) -> _BodyStream:
         try:
             # The SDK signs, retries and maps HTTP errors; the body's events are decoded here, a
             # network read at a time (the SDK's per-event decoding was most of the CPU per token).
             return await self._client.post(
                 self._chat_url,
                 cast_to=bytes,
-                body=self._chat_body(messages, max_tokens),
+                body=self._chat_body(messages, max_tokens, model),
                 options={"headers": NO_SDK_TELEMETRY},
                 stream=True,
                 stream_cls=_BodyStream,
             )
-        except openai.OpenAIError as exc:
-            raise self._error_from_sdk(exc, retryable=False) from None  # the SDK already retried
+        except openai.OpenAIError as exc:  # the SDK already retried
+            raise self._error_from_sdk(exc, retryable=False, model=model) from None
 
     async def complete(
-        self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int,
+        temperature: float | None = None,
+        model: str | None = None,
     ) -> Completion:
         """One non-streamed chat completion (summaries); the SDK retries as for streams; raises ModelError."""
-        body = self._chat_body(messages, max_tokens)
+        model = model or self._settings.model
+        body = self._chat_body(messages, max_tokens, model)
         body["stream"] = False
         del body["stream_options"]
         if temperature is not None:
@@ -335,23 +421,30 @@ class OpenRouterClient:
                 self._chat_url, cast_to=object, body=body, options={"headers": NO_SDK_TELEMETRY}
             )
         except openai.OpenAIError as exc:
-            raise self._logged(self._error_from_sdk(exc)) from None
+            raise self._logged(self._error_from_sdk(exc, model=model), model) from None
         try:
-            return self._completion(response)
+            return self._completion(response, model)
         except ModelError as error:
-            raise self._logged(error) from None
+            raise self._logged(error, model) from None
 
-    def _completion(self, response: object) -> Completion:
+    def _completion(self, response: object, model: str) -> Completion:
         """A JSON chat completion read; an `error` object or a missing message raises ModelError."""
         if not isinstance(response, dict):
             raise ModelError("bad_response", "the completion is not a JSON object")
         if response.get("error"):
-            code, message = _error_fields(response["error"], fallback="error in the completion")
+            error = response["error"]
+            code, message = _error_fields(error, fallback="error in the completion")
             status = int(code) if code is not None and code.isdigit() else None
             detail = f"error in the completion: code={code} message={self._clean(message)}"
             if status is not None:
-                raise self._status_error(status, code, message, detail)
-            raise ModelError("bad_response", detail, code=code)
+                raise self._status_error(status, error, message, detail, model=model)
+            raise ModelError(
+                "bad_response",
+                detail,
+                code=code,
+                model_gone=_model_gone(None, error, message),
+                suggested_models=_suggested(error),
+            )
         choices = response.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices else None
         reply = choice.get("message") if isinstance(choice, dict) else None
@@ -365,7 +458,7 @@ class OpenRouterClient:
         return Completion(
             text,
             Usage(
-                model=str(response.get("model") or self._settings.model),
+                model=str(response.get("model") or model),
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
                 cost=float(usage.get("cost") or 0.0),
@@ -373,16 +466,23 @@ class OpenRouterClient:
             choice.get("finish_reason"),
         )
 
-    def _chat_body(self, messages: list[dict[str, Any]], max_tokens: int) -> dict[str, Any]:
+    def _chat_body(
+        self, messages: list[dict[str, Any]], max_tokens: int, model: str
+    ) -> dict[str, Any]:
         """The streamed chat completion request, OpenRouter's own fields included."""
+        extra = (
+            self._extra_body
+            if model == self._settings.model
+            else build_extra_body(self._settings, model)
+        )
         return {
-            "model": self._settings.model,
+            "model": model,
             "messages": messages,
             "stream": True,
             "max_tokens": max_tokens,
             "temperature": self._settings.temperature,
             "stream_options": {"include_usage": True},
-            **self._extra_body,
+            **extra,
         }
 
     def _finish(self, progress: _Progress) -> StreamEnd:
@@ -397,7 +497,7 @@ class OpenRouterClient:
         usage = progress.usage or {}
         return StreamEnd(
             Usage(
-                model=progress.model or self._settings.model,
+                model=progress.model,
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
                 cost=float(usage.get("cost") or 0.0),
@@ -411,7 +511,7 @@ class OpenRouterClient:
     # --- errors ---
 
     def _error_in_stream(
-        self, exc: httpx2.TransportError | openai.APIError, progress: _Progress
+        self, exc: httpx2.TransportError | openai.APIError, progress: _Progress, model: str
     ) -> ModelError:
         """A failure after the HTTP 200: OpenRouter's error chunk, a cut connection or a stalled read."""
         if isinstance(exc, httpx2.TimeoutException):
@@ -429,10 +529,15 @@ class OpenRouterClient:
             kind: ErrorKind = "stream_error"
             if not progress.text_yielded and status is not None:
                 kind = _kind_for_status(status)
-            return ModelError(kind, detail, status=status, code=code, retryable=True)
-        return self._status_error(status, code, message, detail)
+            gone = not progress.text_yielded and _model_gone(status, exc.body, message)
+            return ModelError(
+                kind, detail, status=status, code=code, retryable=not gone, model_gone=gone
+            )
+        return self._status_error(status, exc.body, message, detail, model=model)
 
-    def _error_from_sdk(self, exc: openai.OpenAIError, *, retryable: bool = False) -> ModelError:
+    def _error_from_sdk(
+        self, exc: openai.OpenAIError, *, retryable: bool = False, model: str | None = None
+    ) -> ModelError:
         if isinstance(exc, openai.APITimeoutError):
             return ModelError(
                 "timeout", "OpenRouter did not answer within the timeout", retryable=retryable
@@ -448,7 +553,9 @@ class OpenRouterClient:
         if isinstance(exc, openai.APIStatusError):
             code, message = _error_fields(exc.body, fallback=exc.message)
             detail = f"HTTP {exc.status_code} code={code} message={self._clean(message)}"
-            return self._status_error(exc.status_code, code, message, detail, retryable=retryable)
+            return self._status_error(
+                exc.status_code, exc.body, message, detail, retryable=retryable, model=model
+            )
         if isinstance(exc, openai.APIError):
             code, message = _error_fields(exc.body, fallback=exc.message)
             return ModelError(
@@ -457,29 +564,48 @@ class OpenRouterClient:
         return ModelError("bad_response", f"{type(exc).__name__}: {self._clean(str(exc))}")
 
     def _status_error(
-        self, status: int, code: str | None, message: str, detail: str, *, retryable: bool = False
+        self,
+        status: int,
+        body: object,
+        message: str,
+        detail: str,
+        *,
+        retryable: bool = False,
+        model: str | None = None,
     ) -> ModelError:
+        """The ModelError for an HTTP status and OpenRouter's error body (`{code, message, metadata}`)."""
         kind = _kind_for_status(status)
+        code = _error_fields(body, fallback=message)[0]
+        gone = _model_gone(status, body, message)
         user_message = None
-        if status == 404:
-            user_message = f"The model {self._settings.model} is not available on OpenRouter."
+        if gone or status == 404:
+            user_message = (
+                f"The model {model or self._settings.model} is not available on OpenRouter."
+            )
         elif kind == "bad_request":
             shown = _shareable(self._clean(message))
             user_message = f"The model could not accept this request: {shown}" if shown else None
         return ModelError(
-            kind, detail, user_message=user_message, status=status, code=code, retryable=retryable
+            kind,
+            detail,
+            user_message=user_message,
+            status=status,
+            code=code,
+            retryable=retryable,
+            model_gone=gone,
+            suggested_models=_suggested(body),
         )
 
     def _clean(self, text: str) -> str:
         return _redact(" ".join(str(text).split()), self._api_key)[:LOG_DETAIL_MAX_CHARS]
 
-    def _logged(self, error: ModelError) -> ModelError:
+    def _logged(self, error: ModelError, model: str | None = None) -> ModelError:
         logger.warning(
             "OpenRouter call failed: kind=%s status=%s code=%s model=%s detail=%s",
             error.kind,
             error.status,
             error.code,
-            self._settings.model,
+            model or self._settings.model,
             _redact(error.detail, self._api_key),
         )
         return error
@@ -635,11 +761,47 @@ def _early_retry_delay(attempt: int) -> float:
     return delay * (1 - 0.25 * random.random())
 
 
-def _find_model(listing: object, model: str) -> dict[str, Any] | None:
+def _model_gone(status: int | None, body: object, message: str) -> bool:
+    """Whether an error says the model itself is gone (retired, unknown, served by no provider).
+
+    A 410; a 404 unless its message names a condition of the request ("No endpoints found that
+    support tool use", "… matching your data policy"); a 400 "X is not a valid model ID"; or an
+    error code (or `metadata.availability.code`) such as `model_not_found` or `no_endpoints`.
+    """
+    if status == 410:
+        return True
+    if status == 404 and not _NOT_GONE_404.search(message):
+        return True
+    if status == 400 and _INVALID_MODEL_400.search(message):
+        return True
+    return bool(_codes(body) & _GONE_CODES)
+
+
+def _codes(body: object) -> set[str]:
+    """The string codes an error body carries: `code`, and `availability.code` in it or its metadata."""
+    if not isinstance(body, dict):
+        return set()
+    codes = {body.get("code")}
+    for holder in (body, body.get("metadata")):
+        availability = holder.get("availability") if isinstance(holder, dict) else None
+        if isinstance(availability, dict):
+            codes.add(availability.get("code"))
+    return {code.lower() for code in codes if isinstance(code, str)}
+
+
+def _suggested(body: object) -> tuple[str, ...]:
+    """Replacement model ids an error body suggests (`fallback_models`, top level or in metadata)."""
+    if not isinstance(body, dict):
+        return ()
+    for holder in (body, body.get("metadata")):
+        listed = holder.get("fallback_models") if isinstance(holder, dict) else None
+        if isinstance(listed, list):
+            return tuple(m for m in listed if isinstance(m, str) and m)
+    return ()
+
+
+def _find_model(entries: list[dict[str, Any]], model: str) -> dict[str, Any] | None:
     """The GET /models entry for `model` (variant suffixes such as ":nitro" fall back to the base id)."""
-    entries = listing.get("data") if isinstance(listing, dict) else None
-    if not isinstance(entries, list):
-        return None
     wanted = [model] + ([model.split(":", 1)[0]] if ":" in model else [])
     for candidate in wanted:
         for entry in entries:
@@ -667,7 +829,15 @@ def _parse_model(entry: dict[str, Any], model: str) -> ModelInfo:
         image_price=_price(pricing.get("image")),
         input_modalities=_modalities(architecture),
         from_api=True,
+        expiration_date=_date(entry.get("expiration_date")),
     )
+
+
+def _date(value: object) -> str | None:
+    """An ISO date (YYYY-MM-DD, any time part dropped) or None."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", value):
+        return None
+    return value[:10]
 
 
 def _price(value: object) -> float:

@@ -21,6 +21,7 @@ __all__ = [
     "FAKE_API_KEY",
     "LLAMA_VISION_MODEL",
     "PROCESSING_EVENT",
+    "QWEN_VISION_MODEL",
     "TEXT_ONLY_MODEL",
     "Behaviour",
     "FakeOpenRouter",
@@ -33,6 +34,7 @@ __all__ = [
 FAKE_API_KEY = "sk-or-v1-fake-0123456789abcdef0123456789abcdef"
 LLAMA_VISION_MODEL = "meta-llama/llama-3.2-90b-vision-instruct"
 TEXT_ONLY_MODEL = "meta-llama/llama-3.1-8b-instruct"
+QWEN_VISION_MODEL = "qwen/qwen2.5-vl-72b-instruct"  # not Llama: another tokenizer, a longer context
 API_PREFIX = "/api/v1"
 DEFAULT_REPLY = "The picture shows a small red boat on a calm lake at sunset."
 DEFAULT_CHUNKS = 8
@@ -104,6 +106,34 @@ def model_catalogue() -> list[dict[str, Any]]:
             },
             "per_request_limits": None,
             "supported_parameters": ["max_tokens", "temperature", "top_p", "stop", "tools"],
+        },
+        {
+            "id": QWEN_VISION_MODEL,
+            "canonical_slug": QWEN_VISION_MODEL,
+            "name": "Qwen: Qwen2.5 VL 72B Instruct",
+            "created": 1738368000,
+            "context_length": 32768,
+            "architecture": {
+                "modality": "text+image->text",
+                "input_modalities": ["text", "image"],
+                "output_modalities": ["text"],
+                "tokenizer": "Qwen",
+                "instruct_type": None,
+            },
+            "pricing": {
+                "prompt": "0.00000025",
+                "completion": "0.00000075",
+                "request": "0",
+                "image": "0.0004",
+            },
+            "top_provider": {
+                "context_length": 32768,
+                "max_completion_tokens": 8192,
+                "is_moderated": False,
+            },
+            "per_request_limits": None,
+            "supported_parameters": ["max_tokens", "temperature", "top_p", "stop"],
+            "expiration_date": None,
         },
     ]
 
@@ -237,6 +267,10 @@ class FakeOpenRouter(LoopbackServer):
     active_streams: int = 0  # SSE responses currently open
     peak_streams: int = 0  # the most SSE responses ever open at once
     scripted: Callable[[dict[str, Any]], bool] | None = None  # who meets faults; None: all
+    # Models OpenRouter no longer serves: a chat request naming one gets a 404 "No endpoints found
+    # for …", as retired models do (the fallback `models` list of the request is not tried).
+    gone_models: set[str] = field(default_factory=set)
+    reported_prompt_tokens: int | None = None  # usage's prompt_tokens; None: ~4 characters a token
 
     def __post_init__(self) -> None:
         self._queues: dict[str, deque[Behaviour]] = {
@@ -312,6 +346,11 @@ class FakeOpenRouter(LoopbackServer):
         """Answer the next chat request with `text` instead of the default reply."""
         self._queues["chat"].append(_Reply(text))
 
+    def expire(self, model: str, date: str) -> None:
+        """List `model` with OpenRouter's `expiration_date` (YYYY-MM-DD) from now on."""
+        entry = next(entry for entry in self.models if entry["id"] == model)
+        entry["expiration_date"] = date
+
     @property
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
@@ -323,6 +362,9 @@ class FakeOpenRouter(LoopbackServer):
         self._record(request, body)
         if (denied := self._check_auth(request)) is not None:
             return denied
+        if str(body.get("model")) in self.gone_models:
+            message = f"No endpoints found for {body.get('model')}."
+            return _error_response(_Fail(404, message, None, None))
         scripted = self.scripted is None or self.scripted(body)
         behaviour = self._next("chat") if scripted else None
         if isinstance(behaviour, _Fail):
@@ -469,6 +511,8 @@ class FakeOpenRouter(LoopbackServer):
     def _usage(self, body: dict[str, Any], model: str, completion_tokens: int) -> dict[str, Any]:
         text_chars, images = _measure(body.get("messages") or [])
         prompt_tokens = max(1, text_chars // PROMPT_CHARS_PER_TOKEN) + images
+        if self.reported_prompt_tokens is not None:
+            prompt_tokens = self.reported_prompt_tokens
         pricing: dict[str, Any] = next((m["pricing"] for m in self.models if m["id"] == model), {})
         cost = (
             prompt_tokens * float(pricing.get("prompt", 0))
