@@ -90,7 +90,9 @@ def validate_model_id(model: str | None) -> None:
     if model is None:
         return
     if not isinstance(model, str) or not model.strip() or len(model) > MAX_MODEL_ID_CHARS:
-        raise ValueError(f"a model id is a non-empty string of at most {MAX_MODEL_ID_CHARS} characters")
+        raise ValueError(
+            f"a model id is a non-empty string of at most {MAX_MODEL_ID_CHARS} characters"
+        )
     if any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF for ch in model):
         raise ValueError("a model id has no control characters or lone surrogates")
 

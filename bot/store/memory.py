@@ -29,7 +29,7 @@ class MemoryStore:
         self._turns: dict[ConversationKey, list[Turn]] = {}
         self._summaries: dict[ConversationKey, Summary] = {}
         self._claims: dict[str, float] = {}  # event id -> time.monotonic() when the claim expires
-        self._models: dict[tuple[str, str, str], str] = {}  # (platform, workspace, channel) -> model
+        self._models: dict[tuple[str, str, str], str] = {}  # by (platform, workspace, channel)
         self._claim_sweep_seconds = claim_sweep_seconds
         self._last_sweep = time.monotonic()
         self._open = False
