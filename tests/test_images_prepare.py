@@ -320,13 +320,13 @@ def test_empty_file_is_refused() -> None:
         (corpus.SVG_BYTES, "an SVG drawing"),
         (corpus.PDF_BYTES, "a PDF document"),
         (corpus.zip_bytes(), "a ZIP archive"),
-        (corpus.HEIC_BYTES, "a HEIC photo"),
+        (corpus.MP4_BYTES, "a video or MP4-family file"),
         (b"<!DOCTYPE html><html><body>Sign in</body></html>", "a web page"),
         (corpus.encode(Image.new("RGB", (8, 8)), "BMP"), "a BMP image"),
         (corpus.encode(Image.new("RGB", (8, 8)), "TIFF"), "a TIFF image"),
         (bytes(range(256)) * 4, None),
     ],
-    ids=["text", "svg", "pdf", "zip", "heic", "html", "bmp", "tiff", "binary"],
+    ids=["text", "svg", "pdf", "zip", "mp4", "html", "bmp", "tiff", "binary"],
 )
 def test_non_images_posing_as_jpeg_are_refused(data: bytes, kind: str | None) -> None:
     message = refusal_for(data, "photo.jpg")

@@ -8,6 +8,7 @@ import math
 import warnings
 from typing import cast
 
+import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from bot.images.errors import ImageRefused, display_name
@@ -15,6 +16,7 @@ from bot.turns import PreparedImage
 
 __all__ = [
     "ALLOWED_FORMATS",
+    "AVIF_READABLE",
     "JPEG_QUALITY",
     "decode_image",
     "describe_unreadable",
@@ -23,8 +25,24 @@ __all__ = [
     "prepare_image",
 ]
 
-# Pillow format ids we decode; MPO is the multi-picture JPEG many phone cameras write.
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
+# HEIC/HEIF (iPhone photos) through pillow-heif, registered once, here. Embedded thumbnails, depth
+# maps and auxiliary images are never sent, so they are not even parsed.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+# libheif applies a HEIF's rotation and mirroring (irot/imir) as it decodes; the EXIF orientation
+# in a HEIF is informative only (ISO/IEC 23008-12), so it is never applied on top. pillow-heif
+# resets it to 1 as well, but only where its own EXIF parser reaches it.
+_ORIENTED_WHEN_DECODED = ("HEIF",)
+# AVIF through Pillow's own plugin (Pillow 11.2 and later, when built with libavif). It reports
+# irot/imir as the EXIF orientation and decodes the pixels as stored, so `_orient` turns them once.
+try:
+    from PIL import AvifImagePlugin
+
+    AVIF_READABLE = bool(AvifImagePlugin.SUPPORTED)
+except ImportError:
+    AVIF_READABLE = False
+# Pillow format ids we decode; MPO is the multi-picture JPEG many phone cameras write. Each is
+# recognised by its bytes (Image.open asks each plugin), never by the file's name or MIME type.
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "HEIF", *(("AVIF",) if AVIF_READABLE else ()))
 _JPEG_FORMATS = ("JPEG", "MPO")
 ALLOWED_FORMATS_TEXT = "PNG, JPEG, WEBP or GIF"
 JPEG_QUALITY = 85
@@ -58,8 +76,13 @@ _ALLOWED_MAGIC = (
 # so each such image is refused in a sentence already: the warning would only leak to stderr.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-_AVIF_BRANDS = {b"avif", b"avis"}
+# The `ftyp` major brands pillow-heif opens (HEVC-coded HEIF, and the generic image brands).
+_HEIF_BRANDS = frozenset(b"heic heix hevc hevx heim heis hevm hevs mif1 msf1".split())
+_AVIF_BRANDS = frozenset((b"avif", b"avis"))
+# Nothing of the original's metadata is written: no EXIF (GPS, camera, orientation), no XMP, no
+# ICC profile, no comment. Pillow's encoders take some of it from `image.info` unless told not
+# to (JPEG: the comment; PNG: the ICC profile), and decoded images still carry it there.
+_NO_METADATA: dict[str, object] = {"exif": b"", "icc_profile": None, "xmp": None, "comment": b""}
 
 
 def prepare_image(data: bytes, name: str, *, max_pixels: int, max_side: int) -> PreparedImage:
@@ -85,7 +108,8 @@ def decode_image(data: bytes, name: str, *, max_pixels: int, max_side: int) -> I
             if isinstance(image, ImageFile.ImageFile):
                 image.decodermaxblock = max(image.decodermaxblock, len(data))
         _load(image, name, limit)
-        _orient(image)
+        if image.format not in _ORIENTED_WHEN_DECODED:
+            _orient(image)
     except BaseException:
         image.close()
         raise
@@ -131,7 +155,7 @@ def downscale(image: Image.Image, max_side: int) -> Image.Image:
 
 def describe_unreadable(data: bytes, name: str) -> ImageRefused:
     """A refusal that says what the bytes really are, when that can be told from their first bytes."""
-    if data.startswith(_ALLOWED_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+    if _is_readable_kind(data):
         return _damaged(name)
     kind = _sniff_kind(data)
     if kind is None:
@@ -145,6 +169,14 @@ def describe_unreadable(data: bytes, name: str) -> ImageRefused:
     )
 
 
+def _is_readable_kind(data: bytes) -> bool:
+    """Whether the first bytes say a format Glimpse decodes (so failing to decode it is damage)."""
+    if data.startswith(_ALLOWED_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return True
+    brand = data[8:12] if data[4:8] == b"ftyp" else None
+    return brand in _HEIF_BRANDS or (AVIF_READABLE and brand in _AVIF_BRANDS)
+
+
 def _sniff_kind(data: bytes) -> str | None:
     head = data[:512]
     text_head = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
@@ -154,10 +186,8 @@ def _sniff_kind(data: bytes) -> str | None:
         return "a ZIP archive"
     if head[4:8] == b"ftyp":
         brand = head[8:12]
-        if brand in _AVIF_BRANDS:
+        if brand in _AVIF_BRANDS:  # only reached when this Pillow cannot read AVIF
             return "an AVIF image"
-        if brand in _HEIF_BRANDS:
-            return "a HEIC photo (try sending it as JPEG)"
         return "a video or MP4-family file"
     if text_head.startswith(b"<svg") or (
         text_head.startswith(b"<?xml") and b"<svg" in data[:4096].lower()
@@ -268,18 +298,18 @@ def _has_transparency(rgba: Image.Image) -> bool:
 
 def _encode_jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=JPEG_OPTIMIZE)
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=JPEG_OPTIMIZE, **_NO_METADATA)
     return buffer.getvalue()
 
 
 def _encode_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+    image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL, **_NO_METADATA)
     full = buffer.getvalue()
     if len(full) <= PNG_SOFT_LIMIT_BYTES:
         return full
     palette = image.quantize(PALETTE_COLOURS, method=Image.Quantize.FASTOCTREE)
     buffer = io.BytesIO()
-    palette.save(buffer, "PNG", optimize=True)
+    palette.save(buffer, "PNG", optimize=True, **_NO_METADATA)
     small = buffer.getvalue()
     return small if len(small) < len(full) else full
