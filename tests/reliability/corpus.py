@@ -182,6 +182,9 @@ def _image_cases() -> list[Case]:
         _refused("truncated-png", "cut.png", _half(png), "image/png", _BROKEN),
         _refused("truncated-webp", "cut.webp", _half(webp), "image/webp", _BROKEN),
         _refused("truncated-gif", "cut.gif", _half(gif), "image/gif", _BROKEN),
+        _refused("truncated-heic", "cut.heic", ic.truncated("HEIF"), "image/heic", _BROKEN),
+        _refused("truncated-avif", "cut.avif", ic.truncated("AVIF"), "image/avif", _BROKEN),
+        _refused("heic-header-only", "iphone.jpg", ic.HEIC_BYTES, "image/jpeg", _BROKEN),
         _refused("corrupt-jpeg", "bad.jpg", _garbled(jpeg, 20, 300), "image/jpeg", _BROKEN),
         _refused("corrupt-png", "bad.png", ic.corrupt_png(), "image/png", _BROKEN),
         _refused("corrupt-webp", "bad.webp", _garbled(webp, 30), "image/webp", _BROKEN),
@@ -195,7 +198,6 @@ def _image_cases() -> list[Case]:
         _refused("30mb-jpeg", "huge.jpg", _thirty_mb_jpeg(), "image/jpeg", _TOO_BIG),
         _refused("empty-file", "empty.png", b"", "image/png", "empty"),
         _refused("svg-as-png", "drawing.png", ic.SVG_BYTES, "image/png", "SVG"),
-        _refused("heic-as-jpeg", "iphone.jpg", ic.HEIC_BYTES, "image/jpeg", "HEIC"),
         _refused("pdf-as-png", "invoice.png", ic.PDF_BYTES, "image/png", "PDF"),
         _refused("zip-as-jpeg", "archive.jpg", ic.zip_bytes(), "image/jpeg", "ZIP"),
         _refused("text-as-jpeg", "notes.jpg", ic.TEXT_BYTES, "image/jpeg", "text file"),
@@ -216,6 +218,9 @@ def _accepted_image_cases() -> list[Case]:
         one("jpeg-broken-exif", "exif.jpg", _jpeg_bad_exif(), "image/jpeg"),
         one("gif-300-frames", "flipbook.gif", _long_gif(), "image/gif"),
         one("cmyk-jpeg", "print.jpg", _cmyk_jpeg(), "image/jpeg"),
+        # an iPhone photo with GPS EXIF and XMP, named and typed as a JPEG: read by its bytes
+        one("heic-gps-as-jpeg", "iphone.jpg", ic.phone_photo("HEIF"), "image/jpeg"),
+        one("avif-gps", "photo.avif", ic.phone_photo("AVIF"), "image/avif"),
     ]
 
 
