@@ -59,6 +59,7 @@ class ModelRequest:
     user_text_shortened: bool
     summary_tokens: int = 0  # the summary's text, sent in the system message (0: none)
     history_summarised: int = 0  # older turns the summary stands for, not sent themselves
+    model: str = ""  # the model it was counted for ("": the configured one)
 
 
 def image_note(image: PreparedImage, *, visible: bool) -> str:
@@ -100,15 +101,22 @@ class ContextBuilder:
         *,
         images_per_request: int = 1,
         image_tokens: int = 1,
+        model: str = "",
     ) -> None:
         self._counter = counter
         self._budget = budget
+        self.model = model  # stamped on every request it builds
         self._images_per_request = images_per_request
         self._image_tokens = image_tokens
 
     @property
     def budget(self) -> Budget:
         return self._budget
+
+    @property
+    def counter(self) -> TokenCounter:
+        """What it counts with: exact for Llama 3 models, an estimate for others."""
+        return self._counter
 
     def build(
         self,
@@ -164,6 +172,7 @@ class ContextBuilder:
             user_text_shortened=shortened,
             summary_tokens=summary.tokens if summary else 0,
             history_summarised=summarised,
+            model=self.model,
         )
 
     def fixed_cost(self, system: str) -> int:
@@ -190,7 +199,7 @@ class ContextBuilder:
     def _cost(self, turn: Turn, text: str, *, visible: bool, counted: int | None = None) -> int:
         if turn.image is None:
             if counted is not None:
-                return counted
+                return self._counter.stored(counted)
             return self._counter.message(turn.role, rendered(turn, text, visible=False))
         # Counted as sent: the prefix, the note and the text are one string, so count them together.
         images = 1 if visible else 0

@@ -18,7 +18,7 @@ from bot.access import REFUSAL, AccessPolicy
 from bot.admission import BUSY_NOTICE, Admission, Busy
 from bot.budgets import Budgets
 from bot.config import Settings
-from bot.context import MIN_USER_TEXT_TOKENS, Budget, ContextBuilder, ContextError, ModelRequest
+from bot.context import MIN_USER_TEXT_TOKENS, ContextBuilder, ContextError, ModelRequest
 from bot.health import Readiness
 from bot.images import ImagePipeline
 from bot.images.errors import display_name
@@ -28,6 +28,7 @@ from bot.ledger_memory import MemoryLedger
 from bot.memory import SPEAKERS_NOTE, Summarizer, TurnMaker, forwarded_text
 from bot.messages import ConversationKey, ImageRef, IncomingMessage, QuotedMessage, ReplySink
 from bot.metrics import Metrics
+from bot.models import ModelChoice, ModelCommands, Models
 from bot.openrouter import ModelError, OpenRouterClient, StreamEnd, TextDelta
 from bot.ratelimit import RateLimiter, SlidingWindowLimiter
 from bot.shutdown import Gate
@@ -117,8 +118,6 @@ class Conversations:
         self._counter = counter or TokenCounter()
         self._limiter = limiter or SlidingWindowLimiter(settings.user_messages_per_minute)
         self._access = AccessPolicy(settings)
-        self._builder: ContextBuilder | None = None
-        self._reads_images = True
         self._leases: Leases = leases if leases is not None else LocalLeases()
         self._maintenance: asyncio.Task[None] | None = None
         self._budgets = Budgets(settings, ledger if ledger is not None else MemoryLedger())
@@ -129,6 +128,10 @@ class Conversations:
             settings.max_concurrent_answers, busy_after_seconds=settings.busy_after_seconds
         )
         self.metrics = metrics if metrics is not None else Metrics()
+        self._models = Models(
+            settings, store=store, client=client, counter=self._counter, metrics=self.metrics
+        )
+        self._model_commands = ModelCommands(settings, self._models)
         self.readiness = Readiness()  # adapters report: readiness.set("slack", True)
         self._summaries = Summarizer(
             store=store,
@@ -146,6 +149,7 @@ class Conversations:
         await self._store.open()
         await self._open_ledger()
         self._check_room(await self._ensure_builder())
+        await self._models.warn_at_start()
         if self._settings.retention_days and self._maintenance is None:
             self._maintenance = asyncio.create_task(self._prune_forever(), name="glimpse-prune")
 
@@ -203,6 +207,40 @@ class Conversations:
         except StoreError as exc:
             log.warning("could not read %s: %s", key, exc)
             return False
+
+    # --- a channel's model (/model) ---
+
+    async def set_channel_model(
+        self,
+        platform: str,
+        workspace: str,
+        channel: str,
+        model: str | None,
+        *,
+        user_id: str,
+        is_manager: bool = False,
+    ) -> str:
+        """Set a channel's model for every process (None or "": back to the configured one).
+
+        `channel` is the channel itself (a thread's parent); `user_id` must be in `admins`, or
+        `is_manager` True (the platform says the user manages the workspace). Allowed models:
+        those OpenRouter lists that read images. Returns the sentence to show; never raises.
+        """
+        return await self._model_commands.set(
+            platform, workspace, channel, model, user_id=user_id, is_manager=is_manager
+        )
+
+    async def channel_model(self, platform: str, workspace: str, channel: str) -> str:
+        """The id of the model answering in the channel now (a thread: pass its parent)."""
+        return await self._model_commands.current(platform, workspace, channel)
+
+    async def describe_channel_model(self, platform: str, workspace: str, channel: str) -> str:
+        """A sentence for the user: the channel's model and where it was chosen."""
+        return await self._model_commands.describe(platform, workspace, channel)
+
+    async def vision_models(self) -> list[str]:
+        """Ids a channel's model may be set to (GET /models, image input), sorted; [] if unknown."""
+        return await self._model_commands.vision_models()
 
     # --- operations ---
 
@@ -270,7 +308,7 @@ class Conversations:
         memory = await self._load_memory(message, notes)
         known = {turn.message_id for turn in memory.history if turn.message_id}
         new_turns = self._turns.user_turns(message, text, images, replies, known_ids=known)
-        builder = await self._ensure_builder()
+        builder = await self._ensure_builder(message)
         try:
             request = builder.build(
                 memory.system,
@@ -307,8 +345,10 @@ class Conversations:
         try:
             try:
                 async with self.admission.slot():  # a bounded number of model calls at once
-                    async for event in self._client.stream(
-                        request.messages, max_tokens=self._settings.max_output_tokens
+                    async for event in self._models.stream(
+                        request.messages,
+                        max_tokens=self._settings.max_output_tokens,
+                        model=request.model,
                     ):
                         if isinstance(event, TextDelta):
                             if first_token is None:
@@ -363,8 +403,9 @@ class Conversations:
         ]
         if usage is not None:
             await self._budgets.record(message, usage, len(request.images))
+            self._models.check_count(request, usage)
         if await self._remember(message.key, turns, sink) and self._settings.summaries:
-            builder = await self._ensure_builder()
+            builder = await self._ensure_builder(message)
             self._summaries.consider(
                 message, builder, memory.system, [*memory.history, *turns], memory.summary
             )
@@ -410,9 +451,10 @@ class Conversations:
         """The message's own images (with those it forwards), and each quoted reply with its images."""
         forwarded = [ref for q in message.quoted if q.kind == "forward" for ref in q.images]
         replies = [q for q in message.quoted if q.kind == "reply"]
+        choice = await self._models.choose(message)
         own, *quoted = await asyncio.gather(
-            self._prepare(message.images + tuple(forwarded), notes),
-            *(self._prepare(quote.images, notes) for quote in replies),
+            self._prepare(message.images + tuple(forwarded), notes, choice),
+            *(self._prepare(quote.images, notes, choice) for quote in replies),
         )
         kept = [
             (quote, images)
@@ -422,12 +464,12 @@ class Conversations:
         return own, kept
 
     async def _prepare(
-        self, refs: tuple[ImageRef, ...], notes: list[str]
+        self, refs: tuple[ImageRef, ...], notes: list[str], choice: ModelChoice
     ) -> tuple[PreparedImage, ...]:
         if not refs:
             return ()
-        if not self._reads_images:
-            note = f"The model I use ({self._settings.model}) can't read images, so I ignored them."
+        if not choice.reads_images:
+            note = f"The model I use ({choice.model}) can't read images, so I ignored them."
             if note not in notes:
                 notes.append(note)
             return ()
@@ -497,27 +539,9 @@ class Conversations:
         except StoreError as exc:
             log.warning("the cost ledger is unavailable (%s); usage will not be recorded", exc)
 
-    async def _ensure_builder(self) -> ContextBuilder:
-        if self._builder is None:
-            info = await self._client.model_info()
-            self._reads_images = not info.from_api or "image" in info.input_modalities
-            budget = Budget(
-                info.context_length,
-                self._settings.max_output_tokens,
-                self._settings.safety_margin_tokens,
-            )
-            if budget.prompt_tokens <= 0:
-                raise ContextError(
-                    f"max_output_tokens ({budget.max_output_tokens}) plus safety_margin_tokens "
-                    f"({budget.safety_margin}) leave no room in the model's {budget.context_length}-token context"
-                )
-            self._builder = ContextBuilder(
-                self._counter,
-                budget,
-                images_per_request=self._settings.images_per_request,
-                image_tokens=self._settings.image_prompt_tokens,
-            )
-        return self._builder
+    async def _ensure_builder(self, message: IncomingMessage | None = None) -> ContextBuilder:
+        """The builder of the message's model (its context and counter); None: the default model's."""
+        return (await self._models.choose(message)).builder
 
     def _check_room(self, builder: ContextBuilder) -> None:
         """Refuse to start when some system prompt leaves no room for a question (doctor says how much)."""

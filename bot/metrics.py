@@ -105,6 +105,12 @@ class Metrics:
             ["layer"],
             registry=r,
         )
+        self.model_fallbacks = Counter(
+            "glimpse_model_fallbacks",
+            "Models found gone (retired, unlisted) and replaced by another for later answers",
+            ["from", "to"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "glimpse_answers_in_flight", "Messages being answered now", registry=r
         )
@@ -141,6 +147,10 @@ class Metrics:
     def image_results(self, processed: int, refused: int) -> None:
         self.images.labels("processed").inc(processed)
         self.images.labels("refused").inc(refused)
+
+    def model_fallback(self, gone: str, replacement: str) -> None:
+        """A model was found gone; `replacement` answers in its place for a while."""
+        self.model_fallbacks.labels(gone, replacement).inc()
 
     def observe(self, platform: str, outcome: Outcome, seconds: float) -> None:
         """One message's outcome; latency and usage only when the model was asked."""

@@ -54,6 +54,14 @@ class TokenCounter:
             self._header[role] + images * image_tokens + self.text(text) + self.end_of_turn_tokens
         )
 
+    def stored(self, tokens: int) -> int:
+        """A stored turn's count (made by the Llama 3 counter) in this counter's measure."""
+        return tokens
+
+    def stored_text(self, tokens: int) -> int:
+        """A stored text's count (a summary's, made by the Llama 3 counter) in this counter's measure."""
+        return tokens
+
     def dialog_overhead(self) -> int:
         """Tokens a whole prompt adds around its messages: begin of text and the open assistant header."""
         return self.begin_of_text_tokens + self._header["assistant"]

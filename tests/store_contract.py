@@ -385,6 +385,7 @@ class StoreContract:
 
     async def test_a_channel_without_a_model_has_none(self, store: Store) -> None:
         assert await store.get_channel_model("discord", "guild-1", "channel-1") is None
+        assert await store.channel_models() == {}
 
     async def test_a_channel_model_is_set_replaced_and_cleared(self, store: Store) -> None:
         await store.set_channel_model("discord", "guild-1", "channel-1", "acme/vision-1")
@@ -410,8 +411,13 @@ class StoreContract:
         await store.set_channel_model(*other, "acme/theirs")
         assert await store.get_channel_model("discord", "guild-1", "channel-1") == "acme/mine"
         assert await store.get_channel_model(*other) == "acme/theirs"
+        assert await store.channel_models() == {
+            ("discord", "guild-1", "channel-1"): "acme/mine",
+            other: "acme/theirs",
+        }
         await store.set_channel_model(*other, None)
         assert await store.get_channel_model("discord", "guild-1", "channel-1") == "acme/mine"
+        assert await store.channel_models() == {("discord", "guild-1", "channel-1"): "acme/mine"}
 
     @pytest.mark.parametrize("bad", ["", "  ", "acme/\nmodel", "a\ud800b", "x" * 201])
     async def test_a_bad_model_id_is_refused(self, store: Store, bad: str) -> None:
@@ -458,3 +464,5 @@ class StoreContract:
             await store.get_channel_model("discord", "guild-1", "channel-1")
         with pytest.raises(StoreError):
             await store.set_channel_model("discord", "guild-1", "channel-1", "acme/model")
+        with pytest.raises(StoreError):
+            await store.channel_models()

@@ -345,7 +345,7 @@ class BrokenStore:
         raise StoreError("database is locked")
 
     ping = load = append = reset = claim = prune = forget_user = _fail
-    load_summary = save_summary = get_channel_model = set_channel_model = _fail
+    load_summary = save_summary = get_channel_model = set_channel_model = channel_models = _fail
 
 
 async def test_a_store_outage_still_answers_and_says_it_cannot_remember(

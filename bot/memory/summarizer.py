@@ -40,6 +40,8 @@ class _Fold:
     turns: tuple[Turn, ...]
     cap_tokens: int  # the most tokens the new summary's text may have
     prompt_tokens: int  # the most the summary request may count
+    model: str  # the conversation's model, which makes the summary ("": the configured one)
+    counter: TokenCounter  # how that model's requests are counted
 
 
 class Summarizer:
@@ -66,14 +68,15 @@ class Summarizer:
     def cap_tokens(self, builder: ContextBuilder) -> int:
         """The most tokens a summary's text may have: its share of the budget, less its header."""
         share = int(builder.budget.prompt_tokens * self._share)
-        return max(0, share - self._counter.text(SUMMARY_HEADER))
+        return max(0, share - builder.counter.text(SUMMARY_HEADER))
 
     def fits(self, summary: Summary | None, builder: ContextBuilder) -> Summary | None:
         """The summary, unless it is over today's cap (the budget shrank): then None, logged."""
-        if summary is not None and summary.tokens > self.cap_tokens(builder):
+        tokens = builder.counter.stored_text(summary.tokens) if summary is not None else 0
+        if summary is not None and tokens > self.cap_tokens(builder):
             log.info(
                 "summary of %d tokens is over the cap of %d; not sent",
-                summary.tokens,
+                tokens,
                 self.cap_tokens(builder),
             )
             return None
@@ -108,6 +111,8 @@ class Summarizer:
             turns=tuple(fold),
             cap_tokens=cap,
             prompt_tokens=budget.context_length - cap - budget.safety_margin,
+            model=builder.model,
+            counter=builder.counter,
         )
         task = asyncio.create_task(self._fold(job), name=f"glimpse-summary-{key}")
         self._running[key] = task
@@ -151,17 +156,20 @@ class Summarizer:
         messages = summary_messages(
             job.base,
             job.turns,
-            self._counter,
+            job.counter,
             words=max(20, int(job.cap_tokens * WORDS_PER_TOKEN)),
             prompt_tokens=job.prompt_tokens,
         )
-        if request_cost(self._counter, messages) > job.prompt_tokens:
+        if request_cost(job.counter, messages) > job.prompt_tokens:
             log.warning("summary of %s skipped: even its shortest request would not fit", key)
             self._metrics.summary("skipped")
             return
         try:
             completion = await self._client.complete(
-                messages, max_tokens=job.cap_tokens, temperature=SUMMARY_TEMPERATURE
+                messages,
+                max_tokens=job.cap_tokens,
+                temperature=SUMMARY_TEMPERATURE,
+                model=job.model or None,
             )
         except ModelError as exc:
             log.warning(
@@ -173,7 +181,7 @@ class Summarizer:
             self._metrics.summary("failed")
             return
         await self._budgets.record(job.message, completion.usage, 0, kind="summary")
-        text = self._counter.truncate(completion.text.strip(), job.cap_tokens).strip()
+        text = job.counter.truncate(completion.text.strip(), job.cap_tokens).strip()
         if not text:
             log.warning("summary of %s skipped: the model sent back an empty summary", key)
             self._metrics.summary("failed", completion.usage)

@@ -65,3 +65,6 @@ class Store(Protocol):
         self, platform: str, workspace: str, channel: str, model: str | None
     ) -> None:
         """Set the channel's model for every process sharing the store; None clears it."""
+
+    async def channel_models(self) -> dict[tuple[str, str, str], str]:
+        """Every channel's model set by an admin, by (platform, workspace, channel)."""

@@ -127,6 +127,10 @@ class MemoryStore:
         else:
             self._models[(platform, workspace, channel)] = model
 
+    async def channel_models(self) -> dict[tuple[str, str, str], str]:
+        self._require_open()
+        return dict(self._models)
+
     def _require_open(self) -> None:
         if not self._open:
             raise StoreError("the in-memory store is closed")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -410,6 +410,11 @@ class RedisStore:
             else:
                 await client.hset(self._models, field, model.encode("utf-8"))
 
+    async def channel_models(self) -> dict[tuple[str, str, str], str]:
+        async with self._using("load the channels' models") as client:
+            fields = cast(dict[bytes, bytes], await client.hgetall(self._models))
+        return {_channel_of(field): model.decode("utf-8") for field, model in fields.items()}
+
     # --- helpers ---
 
     @property
@@ -469,6 +474,12 @@ class RedisStore:
 def _channel_field(platform: str, workspace: str, channel: str) -> str:
     """A channel's field in the models hash: each part percent-escaped (so ':' never collides)."""
     return ":".join(quote(part, safe="") for part in (platform, workspace, channel))
+
+
+def _channel_of(field: bytes) -> tuple[str, str, str]:
+    """The (platform, workspace, channel) a models-hash field names."""
+    platform, workspace, channel = (unquote(part) for part in field.decode("ascii").split(":"))
+    return platform, workspace, channel
 
 
 def _json(value: object) -> str:

@@ -129,6 +129,7 @@ _SET_CHANNEL_MODEL = (
     "DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at"
 )
 _CLEAR_CHANNEL_MODEL = f"DELETE FROM channel_models WHERE {_CHANNEL_MATCH}"
+_SELECT_CHANNEL_MODELS = "SELECT platform, workspace, channel, model FROM channel_models"
 
 
 class SQLiteStore:
@@ -284,6 +285,11 @@ class SQLiteStore:
                 await db.execute(
                     _SET_CHANNEL_MODEL, (platform, workspace, channel, model, time.time())
                 )
+
+    async def channel_models(self) -> dict[tuple[str, str, str], str]:
+        async with self._using("load the channels' models") as db:
+            rows = await db.execute_fetchall(_SELECT_CHANNEL_MODELS)
+        return {(str(p), str(w), str(c)): str(model) for p, w, c, model in rows}
 
     # --- helpers ---
 
