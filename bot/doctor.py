@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from typing import TextIO
 from bot.config import Secrets, Settings
 from bot.context import MIN_USER_TEXT_TOKENS, Budget, ContextBuilder
 from bot.memory import SPEAKERS_NOTE
+from bot.models import expiry_lines, is_listed, models_in_use
+from bot.models.health import EXPIRY_WARNING_DAYS
 from bot.openrouter import ModelError, ModelInfo, OpenRouterClient
 from bot.store import StoreError, is_relative_sqlite, open_store, sqlite_path, store_location
 from bot.tokens import TokenCounter
@@ -100,6 +103,7 @@ async def _openrouter_checks(settings: Settings, secrets: Secrets) -> list[Check
             key_check,
             _model_check(settings, info, listing_read=answered),
             _budget_check(settings, info),
+            await _models_check(settings, client),
         ]
     finally:
         await client.close()
@@ -229,6 +233,48 @@ def _budget_check(settings: Settings, info: ModelInfo) -> Check:
         f"{spent}, too few for {prompt} and a question of {MIN_USER_TEXT_TOKENS} tokens: {effect}",
         fix,
     )
+
+
+async def _models_check(settings: Settings, client: OpenRouterClient) -> Check:
+    """Every model in use (default, channel_models, admins' choices): listed, and not expiring soon."""
+    catalogue = await client.catalogue()
+    in_use = models_in_use(settings, await _stored_channel_models(settings))
+    if catalogue is None:
+        return Check(True, "models", "could not read GET /models to check expiry dates", warn=True)
+    problems = expiry_lines(in_use, catalogue, dt.datetime.now(dt.UTC).date())
+    problems += [
+        f"{where} {model} is not listed by OpenRouter (the next model in line answers there)"
+        for model, where in in_use[1:]  # the default model has its own line above
+        if not is_listed(model, catalogue)
+    ]
+    if not problems:
+        count = len({model for model, _ in in_use})
+        return Check(
+            True,
+            "models",
+            f"{count} in use, all listed, none expiring within {EXPIRY_WARNING_DAYS} days",
+        )
+    fallback = "" if settings.fallback_models else "; set fallback_models so answers go on"
+    return Check(
+        True,
+        "models",
+        "; ".join(problems),
+        f"choose models OpenRouter keeps ({MODELS_PAGE}){fallback}",
+        warn=True,
+    )
+
+
+async def _stored_channel_models(settings: Settings) -> dict[tuple[str, str, str], str]:
+    """The channels' models admins set, from the store; none if it cannot be read (its check says why)."""
+    try:
+        store = open_store(settings.resolved_store_url())
+        await store.open()
+        try:
+            return await store.channel_models()
+        finally:
+            await store.close()
+    except (StoreError, ValueError, OSError):
+        return {}
 
 
 async def _store_check(settings: Settings, *, runs_platforms: bool) -> Check:

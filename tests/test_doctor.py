@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import socket
 from pathlib import Path
@@ -12,9 +13,15 @@ from bot.config import Secrets, Settings
 from bot.context import MIN_USER_TEXT_TOKENS, Budget, ContextBuilder, ContextError
 from bot.doctor import DISCORD_PERMISSIONS, discord_invite_url, run_checks
 from bot.memory import SPEAKERS_NOTE
+from bot.store import open_store
 from bot.tokens import TokenCounter
 from bot.turns import Turn
-from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
+from tests.fakes.openrouter import (
+    FAKE_API_KEY,
+    LLAMA_VISION_MODEL,
+    QWEN_VISION_MODEL,
+    FakeOpenRouter,
+)
 
 
 async def test_a_store_password_never_appears_in_the_report(
@@ -212,3 +219,50 @@ async def test_the_store_line_names_the_absolute_file_and_a_redis_server_without
 
 def _question(counter: TokenCounter, text: str) -> Turn:
     return Turn(role="user", text=text, tokens=counter.message("user", text), created_at=0.0)
+
+
+# --- the health of every model in use ---
+
+
+async def test_models_that_expire_soon_or_have_expired_are_warned_about(
+    fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    fake_openrouter.expire(LLAMA_VISION_MODEL, (today + dt.timedelta(days=12)).isoformat())
+    fake_openrouter.expire(QWEN_VISION_MODEL, (today - dt.timedelta(days=3)).isoformat())
+    store_url = f"sqlite:///{tmp_path / 'g.db'}"
+    store = open_store(store_url)
+    await store.open()
+    await store.set_channel_model("discord", "g1", "c9", QWEN_VISION_MODEL)
+    await store.close()
+    settings = Settings(
+        base_url=fake_openrouter.base_url,
+        store_url=store_url,
+        channel_models={"C1": QWEN_VISION_MODEL, "C2": "acme/retired"},
+    )
+    code, report = await _report(settings)
+    line = _line(report, "models")
+    assert code == 0 and line.startswith("WARN models:")
+    in_12_days = (today + dt.timedelta(days=12)).isoformat()
+    assert (
+        f"the model (GLIMPSE_MODEL) {LLAMA_VISION_MODEL} expires on {in_12_days} (in 12 days)"
+        in line
+    )
+    assert f"channel C1's model (channel_models) {QWEN_VISION_MODEL} expired on" in line
+    assert f"discord channel c9's model (set by an admin) {QWEN_VISION_MODEL} expired on" in line
+    assert "channel C2's model (channel_models) acme/retired is not listed" in line
+    assert "set fallback_models" in line
+
+
+async def test_models_far_from_expiry_pass(fake_openrouter: FakeOpenRouter, tmp_path: Path) -> None:
+    far = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=31)).isoformat()
+    fake_openrouter.expire(LLAMA_VISION_MODEL, far)
+    settings = Settings(
+        base_url=fake_openrouter.base_url,
+        store_url=f"sqlite:///{tmp_path / 'g.db'}",
+        channel_models={"C1": QWEN_VISION_MODEL},
+    )
+    _, report = await _report(settings)
+    assert (
+        _line(report, "models") == "ok   models: 2 in use, all listed, none expiring within 30 days"
+    )

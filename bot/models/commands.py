@@ -9,7 +9,7 @@ from bot.config import Settings
 from bot.context import MIN_USER_TEXT_TOKENS, ContextError
 from bot.memory import SPEAKERS_NOTE
 from bot.models.health import expiry_problem
-from bot.models.resolve import is_listed
+from bot.models.resolve import listing_of
 from bot.models.service import Models
 from bot.store import StoreError
 
@@ -95,12 +95,12 @@ class ModelCommands:
         catalogue = await self._models.client.catalogue()
         if catalogue is None:
             return CANNOT_CHECK
-        if not is_listed(model, catalogue):
+        if listing_of(model, catalogue) is None:
             return (
                 f"OpenRouter has no model `{model}`. Pick one that reads images from {MODELS_PAGE}."
             )
-        info = catalogue.get(model) or catalogue[model.split(":", 1)[0]]
-        if "image" not in info.input_modalities:
+        info = listing_of(model, catalogue)
+        if info is None or "image" not in info.input_modalities:
             return f"`{model}` can't read images, so it can't be a channel's model here."
         try:
             _, builder = await self._models.builder(model)

@@ -11,7 +11,13 @@ from bot.config import Settings
 from bot.metrics import Metrics
 from bot.openrouter import ModelError, ModelInfo
 
-__all__ = ["EXPIRY_WARNING_DAYS", "GONE_MEMORY_SECONDS", "ModelHealth", "expiry_problem"]
+__all__ = [
+    "EXPIRY_WARNING_DAYS",
+    "GONE_MEMORY_SECONDS",
+    "ModelHealth",
+    "expiry_lines",
+    "expiry_problem",
+]
 
 log = logging.getLogger("glimpse.models")
 
@@ -36,6 +42,19 @@ def expiry_problem(
         when = "today" if days == 0 else "tomorrow" if days == 1 else f"in {days} days"
         return f"expires on {date.isoformat()} ({when})"
     return None
+
+
+def expiry_lines(
+    in_use: list[tuple[str, str]], catalogue: dict[str, ModelInfo], today: dt.date
+) -> list[str]:
+    """ "<where> <model> expires on D (in N days) on OpenRouter" for each listed model in use."""
+    lines = []
+    for model, where in in_use:
+        info = catalogue.get(model) or catalogue.get(model.split(":", 1)[0])
+        problem = expiry_problem(info, today) if info is not None else None
+        if problem is not None:
+            lines.append(f"{where} {model} {problem} on OpenRouter")
+    return list(dict.fromkeys(lines))
 
 
 class ModelHealth:

@@ -12,7 +12,15 @@ from bot.config import Settings
 from bot.openrouter import ModelInfo, OpenRouterClient
 from bot.store import Store, StoreError
 
-__all__ = ["OVERRIDE_CACHE_SECONDS", "ChannelModels", "Resolved", "Source", "is_listed"]
+__all__ = [
+    "OVERRIDE_CACHE_SECONDS",
+    "ChannelModels",
+    "Resolved",
+    "Source",
+    "is_listed",
+    "listing_of",
+    "models_in_use",
+]
 
 log = logging.getLogger("glimpse.models")
 
@@ -31,7 +39,28 @@ class Resolved:
 
 def is_listed(model: str, catalogue: dict[str, ModelInfo]) -> bool:
     """Whether GET /models lists `model` (a ":variant" suffix such as ":nitro" counts as its base)."""
-    return model in catalogue or model.split(":", 1)[0] in catalogue
+    return listing_of(model, catalogue) is not None
+
+
+def listing_of(model: str, catalogue: dict[str, ModelInfo]) -> ModelInfo | None:
+    """The GET /models entry of `model` (or of its base id without a ":variant"), if listed."""
+    return catalogue.get(model) or catalogue.get(model.split(":", 1)[0])
+
+
+def models_in_use(
+    settings: Settings, stored: dict[tuple[str, str, str], str]
+) -> list[tuple[str, str]]:
+    """(model, where it is set) for the default model, channel_models and admins' choices."""
+    found = [(settings.model, "the model (GLIMPSE_MODEL)")]
+    found += [
+        (model, f"channel {channel}'s model (channel_models)")
+        for channel, model in settings.channel_models.items()
+    ]
+    found += [
+        (model, f"{platform} channel {channel}'s model (set by an admin)")
+        for (platform, _, channel), model in sorted(stored.items())
+    ]
+    return found
 
 
 class ChannelModels:

@@ -14,8 +14,8 @@ from bot.context import Budget, ContextBuilder, ContextError, ModelRequest
 from bot.messages import IncomingMessage
 from bot.metrics import Metrics
 from bot.models.estimate import UndercountWatch, counter_for, is_llama3
-from bot.models.health import ModelHealth, expiry_problem
-from bot.models.resolve import ChannelModels, Source, is_listed
+from bot.models.health import ModelHealth, expiry_lines
+from bot.models.resolve import ChannelModels, Source, is_listed, models_in_use
 from bot.openrouter import ModelError, ModelInfo, OpenRouterClient, StreamEnd, TextDelta
 from bot.store import Store, StoreError
 from bot.tokens import TokenCounter
@@ -154,34 +154,16 @@ class Models:
         catalogue = await self._client.catalogue()
         if catalogue is None:
             return []  # the client logged that GET /models could not be read
-        lines = []
-        for model, where in await self.models_in_use():
-            if not is_listed(model, catalogue):
-                if model != self._settings.model:  # the default's builder said so already
-                    await self.channels.usable(model, where)
-                continue
-            info = catalogue.get(model) or catalogue[model.split(":", 1)[0]]
-            problem = expiry_problem(info, today)
-            if problem is not None:
-                lines.append(f"{where} {model} {problem} on OpenRouter")
+        try:
+            stored = await self.channels.stored()
+        except StoreError as exc:
+            log.warning("could not read the channels' models from the store: %s", exc)
+            stored = {}
+        in_use = models_in_use(self._settings, stored)
+        for model, where in in_use:
+            if model != self._settings.model and not is_listed(model, catalogue):
+                await self.channels.usable(model, where)  # logged once, here or at first use
+        lines = expiry_lines(in_use, catalogue, today)
         for line in lines:
             log.warning("%s: choose another model (glimpse doctor lists them all)", line)
         return lines
-
-    async def models_in_use(self) -> list[tuple[str, str]]:
-        """(model, where it is set) for the default model, channel_models and admins' choices."""
-        found = [(self._settings.model, "the model (GLIMPSE_MODEL)")]
-        found += [
-            (model, f"channel {channel}'s model (channel_models)")
-            for channel, model in self._settings.channel_models.items()
-        ]
-        try:
-            chosen = await self.channels.stored()
-        except StoreError as exc:
-            log.warning("could not read the channels' models from the store: %s", exc)
-            chosen = {}
-        found += [
-            (model, f"{platform} channel {channel}'s model (set by an admin)")
-            for (platform, _, channel), model in chosen.items()
-        ]
-        return found
