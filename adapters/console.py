@@ -8,31 +8,33 @@ import math
 import os
 import signal
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-from adapters.console_files import ConsoleError, check_count, load_images, local_image
+from adapters.console_files import Attachments, ConsoleError, load_attachments
 from adapters.console_input import LineReader, cancelled_already, signal_handler
 from adapters.console_logs import HeldLogs
 from adapters.console_sink import ConsoleSink
 from bot.config import Settings
 from bot.conversations import Conversations, Status
-from bot.messages import ConversationKey, ImageRef, IncomingMessage
+from bot.messages import ConversationKey, IncomingMessage
 from bot.store import store_location
 from bot.turns import Usage
 
 __all__ = [
+    "Attachments",
     "ConsoleError",
     "ConsoleSink",
     "HeldLogs",
     "LineReader",
     "Terminal",
+    "build_message",
     "conversation_key",
     "cost_line",
-    "load_images",
-    "local_image",
+    "load_attachments",
 ]
 
-HELP = "/image PATH, /reset, /quit; Ctrl-C stops an answer, Ctrl-C or Ctrl-D at the prompt quits"
+HELP = "/attach PATH, /reset, /quit; Ctrl-C stops an answer, Ctrl-C or Ctrl-D at the prompt quits"
+ATTACH_COMMANDS = ("/attach", "/image")  # /image: the older name, kept
 PROMPT = "you> "
 EXIT_OK = 0
 EXIT_UNANSWERED = 1
@@ -67,30 +69,23 @@ class Terminal:
         self._lines: LineReader | None = None
         self._interrupted = False  # Ctrl-C came while no answer or prompt was waiting
 
-    async def run(self, message: str | None, images: Sequence[ImageRef], *, forget: bool) -> int:
+    async def run(self, message: str | None, attachments: Attachments, *, forget: bool) -> int:
         """Start the core, then send `message` (`-m`) or hold the interactive conversation."""
         with self._session():
             if not await self._start(forget=forget):
                 return EXIT_INTERRUPTED
             if message is None:
                 return await self._loop()
-            return await self._once(message, images)
+            return await self._once(message, attachments)
 
     def startup_line(self) -> str:
         """Which model, store and conversation this session uses."""
         store = store_location(self._settings.resolved_store_url())
         return f"model {self._settings.model}, store: {store}, conversation '{self._key.thread}'"
 
-    async def ask(self, text: str, images: Sequence[ImageRef]) -> Status | None:
+    async def ask(self, text: str, attachments: Attachments) -> Status | None:
         """Send one message and print what comes back; None if Ctrl-C stopped the answer."""
-        message = IncomingMessage(
-            key=self._key,
-            message_id=uuid.uuid4().hex,
-            author_id=_user(),
-            author_name=_user(),
-            text=text,
-            images=tuple(images),
-        )
+        message = build_message(self._key, text, attachments)
         self._sink.begin()
         if self._logs is not None:
             self._logs.hold()
@@ -109,11 +104,15 @@ class Terminal:
             await self._conversations.reset(self._key)
         return not self._interrupted
 
-    async def _once(self, text: str, images: Sequence[ImageRef]) -> int:
-        """`-m`: 0 if answered, 130 if Ctrl-C stopped it, 1 otherwise."""
+    async def _once(self, text: str, attachments: Attachments) -> int:
+        """`-m`: 0 if answered, 130 if Ctrl-C stopped it, 1 otherwise.
+
+        A file only the core can judge (text, a PDF…) does not change this: if the core cannot
+        read it, its sentence is on stderr and the code still says whether the message was answered.
+        """
         if self._sink.on_terminal:
             self._sink.say(self.startup_line())
-        status = await self.ask(text, images)
+        status = await self.ask(text, attachments)
         if status is None:
             return EXIT_INTERRUPTED
         return EXIT_OK if status is Status.ANSWERED else EXIT_UNANSWERED
@@ -122,7 +121,7 @@ class Terminal:
         """The interactive conversation; /quit, Ctrl-D or Ctrl-C at the prompt end it with 0."""
         self._sink.say(self.startup_line())
         self._sink.aside(HELP)
-        pending: list[ImageRef] = []
+        pending = Attachments()
         with LineReader() as lines:
             self._lines = lines
             try:
@@ -161,7 +160,7 @@ class Terminal:
             self._sink.end_prompt()
         return line
 
-    async def _command(self, line: str, pending: list[ImageRef]) -> bool:
+    async def _command(self, line: str, pending: Attachments) -> bool:
         """Act on one line; False to end the conversation."""
         if not line:
             return True
@@ -170,8 +169,8 @@ class Terminal:
         if line == "/reset":
             done = await self._conversations.reset(self._key)
             self._sink.say("conversation forgotten" if done else "could not reach memory")
-        elif line == "/image" or line.startswith("/image "):
-            self._attach(line.removeprefix("/image").strip(), pending)
+        elif (command := line.split(maxsplit=1)[0]) in ATTACH_COMMANDS:
+            self._attach(command, line.removeprefix(command).strip(), pending)
         elif line.startswith("/"):
             self._sink.say(f"unknown command. {HELP}")
         else:
@@ -179,17 +178,16 @@ class Terminal:
             pending.clear()
         return True
 
-    def _attach(self, path: str, pending: list[ImageRef]) -> None:
-        """`/image PATH`: checked now, refused at once in one line if it cannot be used."""
+    def _attach(self, command: str, path: str, pending: Attachments) -> None:
+        """`/attach PATH`: read and checked now, refused at once in one line if it cannot be used."""
         try:
             if not path:
-                raise ConsoleError("/image needs the path of an image file")
-            check_count(len(pending) + 1, self._settings)
-            pending.append(local_image(path, self._settings))
+                raise ConsoleError(f"{command} needs the path of a file")
+            ref = pending.add(path, self._settings)
         except ConsoleError as exc:
             self._sink.say(str(exc))
             return
-        self._sink.say(f"{pending[-1].filename} will go with your next message")
+        self._sink.say(f"{ref.filename} will go with your next message")
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[None]:
@@ -211,6 +209,19 @@ class Terminal:
             raise KeyboardInterrupt
         else:
             self._interrupted = True
+
+
+def build_message(key: ConversationKey, text: str, attachments: Attachments) -> IncomingMessage:
+    """One message of this terminal's user: images the terminal recognised, the rest as files."""
+    return IncomingMessage(
+        key=key,
+        message_id=uuid.uuid4().hex,
+        author_id=_user(),
+        author_name=_user(),
+        text=text,
+        images=tuple(attachments.images),
+        files=tuple(attachments.files),
+    )
 
 
 def conversation_key(name: str) -> ConversationKey:

@@ -1,36 +1,143 @@
-"""Local files for `glimpse chat`: read and checked before anything is sent, refused in one line."""
+"""Local files for `glimpse chat`: read, sorted into images and other files, refused in one line."""
 
 from __future__ import annotations
 
+import io
 import mimetypes
+import os
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
 
 from bot.config import Settings
 from bot.images.errors import ImageRefused, display_name
-from bot.images.prepare import decode_image
-from bot.messages import ImageRef
+from bot.images.prepare import decode_image, describe_unreadable
+from bot.messages import FileRef, ImageRef
 
-__all__ = ["BYTES_PER_MIB", "ConsoleError", "check_count", "load_images", "local_image", "mib"]
+__all__ = [
+    "BYTES_PER_MIB",
+    "SNIFF_BYTES",
+    "Attachments",
+    "ConsoleError",
+    "byte_limit",
+    "load_attachments",
+    "looks_like_image",
+    "read_attachment",
+]
 
 BYTES_PER_MIB = 1024 * 1024
+SNIFF_BYTES = 64 * 1024  # a file's first bytes: enough for Pillow to tell an image by its header
 
 
 class ConsoleError(Exception):
-    """A terminal-side refusal (a missing, oversized or unreadable image file); shown as is."""
+    """A terminal-side refusal of a local file (missing, unreadable, too large, a broken image)."""
 
 
-def load_images(paths: Sequence[str], settings: Settings) -> list[ImageRef]:
-    """The `--image` files, each checked: any that cannot be used raises ConsoleError."""
-    check_count(len(paths), settings)
-    return [local_image(path, settings) for path in paths]
+@dataclass(slots=True)
+class Attachments:
+    """The files of one message: those whose bytes are images, and the rest, which the core reads."""
+
+    images: list[ImageRef] = field(default_factory=list)
+    files: list[FileRef] = field(default_factory=list)
+
+    def add(self, path: str, settings: Settings) -> ImageRef:
+        """Read and check one file and keep it; ConsoleError if it cannot be used."""
+        ref, is_image = read_attachment(path, settings)
+        if not is_image:
+            self.files.append(ref)
+            return ref
+        limit = settings.images_per_message
+        if len(self.images) >= limit:
+            count = len(self.images) + 1
+            raise ConsoleError(
+                f"{count} images; at most {limit} go with one message (images_per_message)"
+            )
+        self.images.append(ref)
+        return ref
+
+    def clear(self) -> None:
+        self.images.clear()
+        self.files.clear()
 
 
-def local_image(path: str, settings: Settings) -> ImageRef:
-    """Read and check an image file: what the core would refuse is refused here, before sending."""
+def load_attachments(paths: Sequence[str], settings: Settings) -> Attachments:
+    """The `--attach` files, each read and checked: the first that cannot be used raises."""
+    attachments = Attachments()
+    for path in paths:
+        attachments.add(path, settings)
+    return attachments
+
+
+def read_attachment(path: str, settings: Settings) -> tuple[FileRef, bool]:
+    """One local file and whether its bytes are an image; ConsoleError if it cannot be used.
+
+    The terminal judges only what it can judge cheaply: a missing, unreadable or oversized file,
+    and an image that is broken or too large in pixels (the core's own checks). Whether any other
+    file can be read (text, a PDF, anything else) is the core's to say.
+    """
     file = Path(path).expanduser()
-    data = _read_file(file, path, settings.image_max_bytes)
-    name = display_name(file.name)
+    data, is_image = _read(file, path, settings)
+    if is_image:
+        _check_image(data, file.name, settings)
+    mime, _ = mimetypes.guess_type(file.name)
+    return FileRef(filename=file.name, data=data, mime_type=mime, size=len(data)), is_image
+
+
+def looks_like_image(head: bytes) -> bool:
+    """Whether a file's first bytes are an image, broken or not; never judged by the file's name.
+
+    Pillow recognises the header (a decompression bomb or a damaged header still counts), or
+    the bytes start as a PNG, JPEG, GIF or WEBP does (the core calls such a file damaged).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            Image.open(io.BytesIO(head)).close()
+        except UnidentifiedImageError:
+            return describe_unreadable(head, "").reason == "corrupt"
+        except Exception:  # a parser that knew the format failed on the header: a broken image
+            return True
+    return True
+
+
+def byte_limit(settings: Settings, *, image: bool) -> tuple[int, str]:
+    """The byte cap for an image or another file, and the setting it comes from.
+
+    Other files use `file_max_bytes` where the settings have it, else `image_max_bytes`.
+    """
+    if not image:
+        # By name: the setting comes with the core's attachment pipeline (issue 17).
+        file_max_bytes = getattr(settings, "file_max_bytes", None)
+        if isinstance(file_max_bytes, int):
+            return file_max_bytes, "file_max_bytes"
+    return settings.image_max_bytes, "image_max_bytes"
+
+
+def _read(file: Path, shown: str, settings: Settings) -> tuple[bytes, bool]:
+    """The file's bytes and whether they are an image; refused before reading past the limit."""
+    try:
+        if not file.exists():
+            raise ConsoleError(f"cannot read {shown}: no such file")
+        if not file.is_file():
+            raise ConsoleError(f"{shown} is not a file")
+        with file.open("rb") as stream:
+            head = stream.read(SNIFF_BYTES)
+            is_image = looks_like_image(head)
+            limit = byte_limit(settings, image=is_image)
+            _check_size(file.name, os.fstat(stream.fileno()).st_size, limit)
+            data = head + stream.read(max(0, limit[0] + 1 - len(head)))
+    except OSError as exc:
+        raise ConsoleError(f"cannot read {shown}: {exc.strerror or exc}") from None
+    _check_size(file.name, len(data), limit)  # the file grew while it was read
+    return data, is_image
+
+
+def _check_image(data: bytes, file_name: str, settings: Settings) -> None:
+    """What the core would refuse in an image is refused here, before anything is sent."""
+    name = display_name(file_name)
     try:
         decode_image(
             data, name, max_pixels=settings.image_max_pixels, max_side=settings.image_max_side
@@ -39,45 +146,20 @@ def local_image(path: str, settings: Settings) -> ImageRef:
         raise ConsoleError(refusal.user_message) from None
     except Exception:  # a decoder failing in a way the checks do not foresee
         raise ConsoleError(f"{name} could not be read as an image.") from None
-    mime, _ = mimetypes.guess_type(file.name)
-    return ImageRef(filename=file.name, data=data, mime_type=mime, size=len(data))
 
 
-def check_count(count: int, settings: Settings) -> None:
-    """Refuse more images than go with one message (images_per_message)."""
-    limit = settings.images_per_message
-    if count > limit:
-        raise ConsoleError(
-            f"{count} images; at most {limit} go with one message (images_per_message)"
-        )
+def _check_size(name: str, size: int, limit: tuple[int, str]) -> None:
+    max_bytes, setting = limit
+    if size <= max_bytes:
+        return
+    most = _mib(max_bytes)
+    if _mib(size) == most:
+        raise ConsoleError(f"{name} is over the {most} limit ({setting})")
+    raise ConsoleError(f"{name} is {_mib(size)}; the limit is {most} ({setting})")
 
 
-def mib(size: int) -> str:
+def _mib(size: int) -> str:
     """Bytes in MiB, the unit of the image_max_bytes default: "20 MiB", "2.86 MiB"."""
     value = size / BYTES_PER_MIB
     text = f"{value:.2f}" if value >= 0.01 else f"{value:.2g}"
     return f"{text.rstrip('0').rstrip('.') if '.' in text else text} MiB"
-
-
-def _read_file(file: Path, shown: str, max_bytes: int) -> bytes:
-    """The file's bytes; refused before reading if it is not a regular file or over the limit."""
-    try:
-        if not file.exists():
-            raise ConsoleError(f"cannot read {shown}: no such file")
-        if not file.is_file():
-            raise ConsoleError(f"{shown} is not a file")
-        _check_size(file.name, file.stat().st_size, max_bytes)
-        data = file.read_bytes()
-    except OSError as exc:
-        raise ConsoleError(f"cannot read {shown}: {exc.strerror or exc}") from None
-    _check_size(file.name, len(data), max_bytes)
-    return data
-
-
-def _check_size(name: str, size: int, max_bytes: int) -> None:
-    if size <= max_bytes:
-        return
-    limit = mib(max_bytes)
-    if mib(size) == limit:
-        raise ConsoleError(f"{name} is over the {limit} limit (image_max_bytes)")
-    raise ConsoleError(f"{name} is {mib(size)}; the limit is {limit} (image_max_bytes)")

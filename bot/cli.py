@@ -133,7 +133,13 @@ def _parser() -> argparse.ArgumentParser:
         "-m", "--message", metavar="TEXT", help="send one message, print the answer and exit"
     )
     chat.add_argument(
-        "--image", metavar="PATH", action="append", default=[], help="attach an image (repeatable)"
+        "--attach",
+        "--image",
+        dest="attach",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="attach a file: a photo, a screenshot, a log, a PDF… (repeatable; --image is the same)",
     )
     chat.add_argument(
         "--conversation", metavar="NAME", default="default", help="which memory to use"
@@ -197,17 +203,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _chat(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
-    from adapters.console import ConsoleError, Terminal, conversation_key, load_images
+    from adapters.console import ConsoleError, Terminal, conversation_key, load_attachments
     from bot.app import build_conversations
 
-    if args.message is None and args.image:
+    if args.message is None and args.attach:
         print(
-            "glimpse: --image goes with -m; in the interactive chat use /image PATH",
+            "glimpse: --attach goes with -m; in the interactive chat use /attach PATH",
             file=sys.stderr,
         )
         return 2
-    try:  # every file is checked before anything is sent
-        images = load_images(args.image, settings)
+    try:  # every file is read and checked before anything is sent
+        attachments = load_attachments(args.attach, settings)
     except ConsoleError as exc:
         print(f"glimpse: {exc}", file=sys.stderr)
         return 1
@@ -222,7 +228,7 @@ async def _chat(args: argparse.Namespace, settings: Settings, secrets: Secrets) 
         quiet_logs=args.log_level is None,  # with --log-level, every log line shows at once
     )
     try:
-        return await terminal.run(args.message, images, forget=args.new)
+        return await terminal.run(args.message, attachments, forget=args.new)
     finally:
         await conversations.close()
 

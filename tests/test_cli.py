@@ -127,11 +127,11 @@ async def test_a_missing_key_says_how_to_get_one(fake: FakeOpenRouter, tmp_path:
 
 
 async def test_bad_images_are_refused_in_a_sentence(fake: FakeOpenRouter, tmp_path: Path) -> None:
-    text = tmp_path / "notes.jpg"
-    text.write_text("not an image at all\n" * 10)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(_photo(tmp_path).read_bytes()[:2000])
     env = _env(fake, tmp_path)
-    run = await _glimpse("chat", "--image", str(text), "-m", "", env=env)
-    assert run.code == 1 and "notes.jpg" in run.err and "Traceback" not in run.err
+    run = await _glimpse("chat", "--image", str(cut), "-m", "", env=env)
+    assert run.code == 1 and "cut.jpg" in run.err and "Traceback" not in run.err
     missing = await _glimpse("chat", "--image", str(tmp_path / "nope.png"), "-m", "hi", env=env)
     assert missing.code == 1 and "nope.png" in missing.err
     assert fake.chat_requests == []
@@ -141,7 +141,7 @@ async def test_an_oversized_file_is_refused_before_reading(
     fake: FakeOpenRouter, tmp_path: Path
 ) -> None:
     big = tmp_path / "big.jpg"
-    big.write_bytes(b"\xff" * 3_000_000)
+    big.write_bytes(b"\xff\xd8\xff" + b"\xff" * 3_000_000)  # a JPEG's first bytes: an image
     run = await _glimpse(
         "chat",
         "--image",

@@ -12,7 +12,8 @@ from tests.reliability.checks import ANSWER_PREFIX, echo, image_parts, user_text
 from tests.reliability.corpus import CASES, Case
 from tests.reliability.harness import glimpse, glimpse_env
 
-BAD_FILES = ("truncated-jpeg", "bomb-png", "svg-as-png", "pdf-as-png", "text-as-jpeg", "empty-file")
+BROKEN_IMAGES = ("truncated-jpeg", "bomb-png", "corrupt-jpeg", "png-header-only")
+NOT_IMAGES = ("svg-as-png", "pdf-as-png", "text-as-jpeg", "empty-file")  # for the core to judge
 HINT = "Ask me a question"
 
 
@@ -23,14 +24,14 @@ def env(fake_openrouter: FakeOpenRouter, tmp_path: Path) -> dict[str, str]:
     return glimpse_env(fake_openrouter, store_url=store, GLIMPSE_IMAGES_PER_MESSAGE="8")
 
 
-async def test_each_broken_file_is_refused_by_name_before_anything_is_sent(
+async def test_each_broken_image_is_refused_by_name_before_anything_is_sent(
     env: dict[str, str], fake_openrouter: FakeOpenRouter, tmp_path: Path
 ) -> None:
-    cases = [case for case in CASES if case.id in BAD_FILES]
+    cases = [case for case in CASES if case.id in BROKEN_IMAGES]
     paths = [_write(tmp_path, case) for case in cases]
     undecodable = _write_undecodable(tmp_path, cases[0].files[0].data)
     for case, path in [*zip(cases, paths, strict=True), (cases[0], undecodable)]:
-        run = await glimpse("chat", "-m", "what is this?", "--image", path, env=env)
+        run = await glimpse("chat", "-m", "what is this?", "--attach", path, env=env)
         # The terminal's rule: a file that cannot be used stops `-m` with one line, exit 1.
         assert run.code == 1, (case.id, run.err)
         refusals = [line for line in run.err.splitlines() if line.startswith("glimpse: ")]
@@ -40,6 +41,19 @@ async def test_each_broken_file_is_refused_by_name_before_anything_is_sent(
         else:
             assert Path(path).name in refusals[0], (case.id, run.err)
     assert fake_openrouter.chat_requests == []
+
+
+async def test_a_file_that_is_not_an_image_by_its_bytes_is_left_to_the_core(
+    env: dict[str, str], fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    cases = [case for case in CASES if case.id in NOT_IMAGES]
+    for case in cases:
+        path = _write(tmp_path, case)
+        run = await glimpse("chat", "-m", "what is this?", "--image", path, env=env)
+        # Named like a photo, but not one: the terminal sends it; the core says what it makes of it.
+        assert run.code == 0 and "Traceback" not in run.err, (case.id, run.err)
+        assert run.out.startswith(ANSWER_PREFIX), (case.id, run.out)
+    assert len(fake_openrouter.chat_requests) == len(cases)
 
 
 async def test_an_invalid_utf8_question_is_answered_with_replacement_characters(
