@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -274,6 +275,22 @@ async def test_a_gone_model_with_nothing_to_fall_back_to_is_an_error_for_the_use
     outcome = await service.handle(_message("hello"), sink)
     assert outcome.status is Status.FAILED
     assert sink.failed == f"⚠️ The model {LLAMA_VISION_MODEL} is not available on OpenRouter."
+
+
+async def test_start_warns_about_a_model_that_expires_soon(
+    fake: FakeOpenRouter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    soon = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=5)).isoformat()
+    fake.expire(QWEN_VISION_MODEL, soon)
+    service = build_conversations(
+        _settings(fake, tmp_path), Secrets(openrouter_api_key=FAKE_API_KEY)
+    )
+    with caplog.at_level(logging.WARNING, logger="glimpse.models"):
+        await service.start()
+    await service.close()
+    [line] = [r.getMessage() for r in caplog.records if "expires" in r.getMessage()]
+    where = f"channel {QWEN_CHANNEL}'s model (channel_models)"
+    assert f"{where} {QWEN_VISION_MODEL} expires on {soon} (in 5 days) on OpenRouter" in line
 
 
 # --- counted against billed ---
