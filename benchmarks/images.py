@@ -1,4 +1,5 @@
-"""P2: a 12 MP phone photo and a 4K screenshot through prepare_image, on one core, against sending the raw file."""
+"""P2: a 12 MP phone photo (JPEG, and HEIC beside the same photo as JPEG) and a 4K screenshot through
+prepare_image, on one core, against sending the raw file."""
 
 from __future__ import annotations
 
@@ -20,11 +21,25 @@ from bot.images import prepare_image
 from bot.images.prepare import decode_image, encode_image, jpeg_draft_request
 from bot.turns import PreparedImage
 
-__all__ = ["ImageResult", "make_photo", "make_screenshot", "measure_images", "pin_to_one_core"]
+__all__ = [
+    "ImageResult",
+    "make_heic_pair",
+    "make_photo",
+    "make_screenshot",
+    "measure_images",
+    "pin_to_one_core",
+]
 
 PHOTO_SIZE = (4000, 3000)  # 12 MP, 4:3 like a phone camera
 SCREEN_SIZE = (3840, 2160)  # 4K UHD
 PHOTO_QUALITY = 92  # what phone cameras write
+PHONE_SIZE = (4032, 3024)  # an iPhone's 12 MP, for the HEIC and its JPEG twin
+# x265 at quality 50 writes this scene in ~3 MB, as an iPhone writes a detailed 12 MP HEIC, and in
+# 512-px grid tiles, as iPhones do. The preset only sets how long making the file takes here.
+HEIC_QUALITY = 50
+HEIC_TILE_PX = 512
+HEIC_ENCODER_PARAMS = {"preset": "fast"}
+_WITH_FLOOR = ("JPEG", "HEIF")  # formats whose least decode cost is measured (floor_ms)
 GRAIN_LEVELS = 34  # sensor-noise amplitude: makes the JPEG about as large as a real 12 MP photo
 SEED = 12
 CHILD_TIMEOUT_SECONDS = 300.0
@@ -53,14 +68,25 @@ class ImageResult:
     decode_ms: float  # CPU: Pillow open + JPEG draft + load, the first step of decode_image
     decode_image_ms: float  # CPU: decode_image (decode, EXIF orientation, mode, downscale)
     encode_ms: float  # CPU: encode_image of the downscaled image
-    # CPU: the least any decoder spends on this file, libjpeg-turbo's 1/8-scale decode, which
-    # still entropy-decodes every coefficient (None for formats without DCT scaling)
+    # CPU: the least any decoder spends on this file: for a JPEG libjpeg-turbo's 1/8-scale decode,
+    # which still entropy-decodes every coefficient; for a HEIC libheif's full decode, HEVC having
+    # no reduced-size decode (None for other formats)
     floor_ms: float | None = None
+    # A HEIC's JPEG twin (the same pixels at PHOTO_QUALITY), timed in turns with it: its median
+    # wall and CPU ms through prepare_image, and its size; None for other images
+    twin_ms: float | None = None
+    twin_cpu_ms: float | None = None
+    twin_bytes: int | None = None
 
     @property
     def bytes_ratio(self) -> float:
         """Bytes Glimpse sends ÷ bytes of the raw file sent base64-encoded (the usual approach)."""
         return self.sent_url_chars / self.raw_url_chars
+
+    @property
+    def twin_ratio(self) -> float | None:
+        """A HEIC's prepare_image time ÷ its JPEG twin's (median wall, timed in turns)."""
+        return None if self.twin_ms is None else self.median_ms / self.twin_ms
 
 
 def pin_to_one_core() -> int | None:
@@ -102,8 +128,8 @@ def _scene(size: tuple[int, int], rng: random.Random) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(3))
 
 
-def make_photo(size: tuple[int, int] = PHOTO_SIZE) -> bytes:
-    """A photo-like JPEG: a blurred landscape with per-channel grain, compressing like a camera's."""
+def _photo_pixels(size: tuple[int, int]) -> Image.Image:
+    """A blurred landscape with per-channel grain, compressing like a camera's photo."""
     rng = random.Random(SEED)
     scene = _scene(size, rng)
     offset = -GRAIN_LEVELS // 2
@@ -111,9 +137,31 @@ def make_photo(size: tuple[int, int] = PHOTO_SIZE) -> bytes:
         ImageChops.add(band, _noise(size, rng, GRAIN_LEVELS), offset=offset)
         for band in scene.split()
     ]
+    return Image.merge("RGB", bands)
+
+
+def _encoded(image: Image.Image, fmt: str, **params: object) -> bytes:
     buffer = io.BytesIO()
-    Image.merge("RGB", bands).save(buffer, "JPEG", quality=PHOTO_QUALITY)
+    image.save(buffer, fmt, **params)
     return buffer.getvalue()
+
+
+def make_photo(size: tuple[int, int] = PHOTO_SIZE) -> bytes:
+    """A photo-like JPEG, as a camera writes it."""
+    return _encoded(_photo_pixels(size), "JPEG", quality=PHOTO_QUALITY)
+
+
+def make_heic_pair(size: tuple[int, int] = PHONE_SIZE) -> tuple[bytes, bytes]:
+    """The same photo-like pixels as an iPhone-like HEIC and as a camera JPEG: (heic, jpeg)."""
+    pixels = _photo_pixels(size)
+    heic = _encoded(
+        pixels,
+        "HEIF",
+        quality=HEIC_QUALITY,
+        tile_size=HEIC_TILE_PX,
+        enc_params=HEIC_ENCODER_PARAMS,
+    )
+    return heic, _encoded(pixels, "JPEG", quality=PHOTO_QUALITY)
 
 
 def _line(rng: random.Random, words: int) -> str:
@@ -159,7 +207,9 @@ def make_screenshot(size: tuple[int, int] = SCREEN_SIZE) -> bytes:
 class _Timed:
     median_ms: float  # wall clock
     p90_ms: float
-    cpu_ms: float  # this thread's CPU time: what the wall time would be on an idle machine
+    # the process's CPU time, every thread's (libheif decodes in threads of its own): what the
+    # wall time would be on an idle core
+    cpu_ms: float
     result: object
 
 
@@ -174,10 +224,10 @@ def _interleaved_ms(works: Sequence[Callable[[], object]], runs: int) -> list[_T
     results: list[object] = [None for _ in works]
     for _ in range(runs):
         for index, work in enumerate(works):
-            started, cpu = time.perf_counter(), time.thread_time()
+            started, cpu = time.perf_counter(), time.process_time()
             results[index] = work()
             walls[index].append(1000 * (time.perf_counter() - started))
-            cpus[index].append(1000 * (time.thread_time() - cpu))
+            cpus[index].append(1000 * (time.process_time() - cpu))
     timed = []
     for wall, cpu_ms, result in zip(walls, cpus, results, strict=True):
         wall.sort()
@@ -223,22 +273,33 @@ def _steps_ms(data: bytes, name: str, runs: int) -> tuple[float, float, float]:
     return decode.cpu_ms, decoded.cpu_ms, encode.cpu_ms
 
 
-def measure_image(name: str, data: bytes, mime: str, runs: int) -> ImageResult:
-    """Median milliseconds of prepare_image on `data`, and what it sends against the raw file."""
+def _preparing(data: bytes, name: str) -> Callable[[], PreparedImage]:
     settings = Settings()
+    max_pixels, max_side = settings.image_max_pixels, settings.image_max_side
+    return lambda: prepare_image(data, name, max_pixels=max_pixels, max_side=max_side)
 
-    def prepare() -> PreparedImage:
-        return prepare_image(
-            data, name, max_pixels=settings.image_max_pixels, max_side=settings.image_max_side
-        )
 
+def measure_image(
+    name: str, data: bytes, mime: str, runs: int, *, twin: bytes | None = None
+) -> ImageResult:
+    """Median milliseconds of prepare_image on `data`, and what it sends against the raw file.
+
+    `twin`: the same photo in another format (a HEIC's JPEG), timed in turns with `data`.
+    """
+    prepare = _preparing(data, name)
     with Image.open(io.BytesIO(data)) as original:
-        size, is_jpeg = original.size, original.format == "JPEG"
-    prepare()  # warm up: Pillow's plugins and codecs load on first use
-    if is_jpeg:  # the floor taken in turns with the pipeline, so drift cannot split them
-        timed, floor = _interleaved_ms([prepare, lambda: _decoded(data, _eighth)], runs)
-    else:
-        timed, floor = _median_ms(prepare, runs), None
+        size, kind = original.size, original.format
+    works: list[Callable[[], object]] = [prepare]
+    # the floor is taken in turns with the pipeline, so drift cannot split them
+    if kind in _WITH_FLOOR:
+        works.append(lambda: _decoded(data, _eighth))
+    if twin is not None:
+        works.append(_preparing(twin, "twin.jpg"))
+    for work in works:
+        work()  # warm up: Pillow's plugins and codecs load on first use
+    timed, *others = _interleaved_ms(works, runs)
+    floor = others.pop(0) if kind in _WITH_FLOOR else None
+    twin_timed = others.pop(0) if twin is not None else None
     prepared = timed.result
     assert isinstance(prepared, PreparedImage)
     raw = _median_ms(lambda: f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", runs)
@@ -260,20 +321,25 @@ def measure_image(name: str, data: bytes, mime: str, runs: int) -> ImageResult:
         decode_image_ms=decode_image_ms,
         encode_ms=encode_ms,
         floor_ms=floor.cpu_ms if floor is not None else None,
+        twin_ms=twin_timed.median_ms if twin_timed is not None else None,
+        twin_cpu_ms=twin_timed.cpu_ms if twin_timed is not None else None,
+        twin_bytes=len(twin) if twin is not None else None,
     )
 
 
 def _child(conn: Connection, scale: float, runs: int) -> None:
-    """In a child process pinned to one core: make both images and measure them."""
+    """In a child process pinned to one core: make the images and measure them."""
     cpu = pin_to_one_core()
     photo = make_photo(_scaled(PHOTO_SIZE, scale))
     screenshot = make_screenshot(_scaled(SCREEN_SIZE, scale))
+    heic, heic_as_jpeg = make_heic_pair(_scaled(PHONE_SIZE, scale))
     conn.send(
         (
             cpu,
             [
                 measure_image("photo.jpg", photo, "image/jpeg", runs),
                 measure_image("screenshot.png", screenshot, "image/png", runs),
+                measure_image("photo.heic", heic, "image/heic", runs, twin=heic_as_jpeg),
             ],
         )
     )
@@ -284,7 +350,7 @@ def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
 
 
 def measure_images(scale: float, runs: int) -> tuple[int | None, list[ImageResult]]:
-    """Both images measured in a fresh child process on one core; (that core, results)."""
+    """Every image measured in a fresh child process on one core; (that core, results)."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     process = context.Process(target=_child, args=(child, scale, runs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from benchmarks import overhead, probe, without_sdk
 from benchmarks.common import QUICK_PLAN, ModelShape, percentile
 from benchmarks.context_use import measure_context_use
 from benchmarks.corpus import PROFILES, make_corpus
+from benchmarks.images import make_heic_pair, measure_image
 from benchmarks.machine import process_cpu_seconds
 from benchmarks.memory_recall import FACT, measure_memory_recall, plant_facts
 from benchmarks.overhead import (
@@ -386,3 +388,29 @@ async def test_the_what_if_without_the_sdk_alternates_with_glimpse_and_is_undone
         f"reading the stream is {reader - 1:.3f}, Glimpse's own steps {without - reader:.3f} "
         f"and the SDK's request path {with_sdk - without:.3f}." in text
     )
+
+
+def test_a_heic_is_timed_in_turns_beside_the_same_photo_as_jpeg_and_reported() -> None:
+    heic, jpeg = make_heic_pair((256, 192))
+    assert heic[4:12] == b"ftypheic" and jpeg.startswith(b"\xff\xd8\xff")
+    result = measure_image("photo.heic", heic, "image/heic", 2, twin=jpeg)
+    assert result.size == (256, 192) and result.sent_mime == "image/jpeg"
+    assert result.twin_bytes == len(jpeg) and result.twin_ms is not None
+    assert result.twin_ratio == pytest.approx(result.median_ms / result.twin_ms)
+    assert result.floor_ms is not None  # libheif's own decode, timed in the same turns
+
+    slow = dataclasses.replace(result, median_ms=15.0, twin_ms=1.0, floor_ms=12.0, cpu_ms=14.0)
+    for image, verdict in ((slow, "**missed**"), (dataclasses.replace(slow, median_ms=1.4), "met")):
+        text = render(Results(QUICK_PLAN, {}, images=[image]))
+        row = next(line for line in text.splitlines() if "HEIC photo ÷ the same photo" in line)
+        assert _cells(row)[1:] == [
+            "≤ 1.5",
+            f"{image.median_ms:.2f} ({image.median_ms:.0f} ms ÷ 1.0 ms)",
+            "n/a",
+            verdict,
+        ]
+        assert ("P2 HEIC ÷ JPEG missed" in text) is (verdict != "met")
+        assert any(
+            line.startswith("P2 photo.heic ÷ the same photo as JPEG")
+            for line in key_ratios(Results(QUICK_PLAN, {}, images=[image]))
+        )
