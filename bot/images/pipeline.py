@@ -65,6 +65,35 @@ class ImagePipeline:
         per_message = self._settings.images_per_message
         taken, skipped = list(refs[:per_message]), list(refs[per_message:])
         outcomes = await asyncio.gather(*(self._load(ref) for ref in taken))
+        return await self._batch(outcomes, skipped)
+
+    async def prepare_loaded(
+        self, loaded: Sequence[tuple[str, bytes]], skipped: Sequence[str] = ()
+    ) -> PreparedBatch:
+        """Like `prepare`, for images already fetched: (name, bytes) pairs; `skipped`: names not fetched."""
+        per_message = self._settings.images_per_message
+        names = [name for name, _ in loaded[per_message:]] + list(skipped)
+        outcomes = await asyncio.gather(
+            *(self._decode(name, data) for name, data in loaded[:per_message])
+        )
+        return await self._batch(outcomes, names)
+
+    async def fetch(self, ref: ImageRef, *, max_bytes: int) -> bytes:
+        """A file's bytes from the adapter or an allowed host (ImageRefused with a sentence if not)."""
+        return await fetch_bytes(
+            ref,
+            session=self._http,
+            policy=self._policy,
+            max_bytes=max_bytes,
+            timeout_seconds=self._settings.image_fetch_timeout_seconds,
+        )
+
+    async def _batch(
+        self,
+        outcomes: Sequence[_Decoded | ImageRefused],
+        skipped: Sequence[ImageRef] | Sequence[str],
+    ) -> PreparedBatch:
+        per_message = self._settings.images_per_message
         decoded = [outcome for outcome in outcomes if isinstance(outcome, _Decoded)]
         refusals = [
             outcome.user_message for outcome in outcomes if isinstance(outcome, ImageRefused)
@@ -97,13 +126,17 @@ class ImagePipeline:
     async def _load(self, ref: ImageRef) -> _Decoded | ImageRefused:
         name = display_name(ref.filename)
         try:
-            data = await fetch_bytes(
-                ref,
-                session=self._http,
-                policy=self._policy,
-                max_bytes=self._settings.image_max_bytes,
-                timeout_seconds=self._settings.image_fetch_timeout_seconds,
-            )
+            data = await self.fetch(ref, max_bytes=self._settings.image_max_bytes)
+        except ImageRefused as refusal:
+            return _logged(refusal, name, ref.url)
+        except Exception:
+            return _internal_error(name, ref.url)
+        return await self._decode(name, data, source=ref.url)
+
+    async def _decode(
+        self, name: str, data: bytes, *, source: str | None = None
+    ) -> _Decoded | ImageRefused:
+        try:
             async with self._decode_slots:
                 image = await asyncio.to_thread(
                     decode_image,
@@ -113,20 +146,9 @@ class ImagePipeline:
                     max_side=self._settings.image_max_side,
                 )
         except ImageRefused as refusal:
-            log.info(
-                "image refused: file=%r source=%s reason=%s",
-                name,
-                safe_url_for_log(ref.url),
-                refusal.reason,
-            )
-            return refusal
+            return _logged(refusal, name, source)
         except Exception:
-            log.exception(
-                "image failed unexpectedly: file=%r source=%s", name, safe_url_for_log(ref.url)
-            )
-            return ImageRefused(
-                f"{name} could not be read because of an internal error.", reason="internal"
-            )
+            return _internal_error(name, source)
         return _Decoded(name, image)
 
     def _assemble(self, decoded: list[_Decoded]) -> tuple[list[PreparedImage], str | None]:
@@ -167,3 +189,22 @@ class ImagePipeline:
                 trust_env=False,
             )
         return self._session
+
+
+def _logged(refusal: ImageRefused, name: str, source: str | None) -> ImageRefused:
+    """The refusal, once its reason is in the log (without the link's query string)."""
+    log.info(
+        "image refused: file=%r source=%s reason=%s",
+        name,
+        safe_url_for_log(source),
+        refusal.reason,
+    )
+    return refusal
+
+
+def _internal_error(name: str, source: str | None) -> ImageRefused:
+    """Called in an `except` block: the traceback goes to the log, a sentence to the user."""
+    log.exception("image failed unexpectedly: file=%r source=%s", name, safe_url_for_log(source))
+    return ImageRefused(
+        f"{name} could not be read because of an internal error.", reason="internal"
+    )
