@@ -174,6 +174,12 @@ class Settings(BaseSettings):
         default_factory=list
     )  # extra trusted hosts (GLIMPSE_IMAGE_HOSTS)
 
+    # --- files (text and PDFs; fetched from the same hosts as images) ---
+    file_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    files_per_message: int = Field(default=4, ge=1, le=16)
+    pdf_max_pages: int = Field(default=50, ge=1)  # later pages are not read (the user is told)
+    pdf_timeout_seconds: float = Field(default=10.0, gt=0)  # then the PDF's worker is killed
+
     # --- memory ---
     store_url: str = (
         ""  # sqlite:///path or redis://host:port/db; empty: SQLite file in the data dir
