@@ -1,9 +1,10 @@
-"""Wires the core from settings: store, OpenRouter client, image pipeline, conversations."""
+"""Wires the core from settings: store, OpenRouter client, image and attachment pipelines, conversations."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from bot.attachments import AttachmentPipeline
 from bot.config import ConfigError, Secrets, Settings
 from bot.conversations import Conversations
 from bot.images import ImagePipeline
@@ -35,12 +36,18 @@ def build_conversations(settings: Settings, secrets: Secrets) -> Conversations:
         )
     client = OpenRouterClient(settings, secrets.openrouter_api_key.get_secret_value())
     images = ImagePipeline(settings, trusted_hosts=trusted_image_hosts(secrets))
+    attachments = AttachmentPipeline(settings, images)  # every file, sniffed; images go to `images`
     store_url = settings.resolved_store_url()
     store = open_store(store_url, retention_days=settings.retention_days)
     if not isinstance(store, RedisStore):
         # SQLite or memory: Conversations keeps rate limits and leases in this process.
         return Conversations(
-            settings, store=store, client=client, images=images, ledger=open_ledger(store_url)
+            settings,
+            store=store,
+            client=client,
+            images=images,
+            attachments=attachments,
+            ledger=open_ledger(store_url),
         )
     # Redis: rate limits, conversation leases and the ledger live there too, on the store's pool.
     return Conversations(
@@ -48,6 +55,7 @@ def build_conversations(settings: Settings, secrets: Secrets) -> Conversations:
         store=store,
         client=client,
         images=images,
+        attachments=attachments,
         limiter=RedisRateLimiter(store_url, settings.user_messages_per_minute, client=store.client),
         leases=RedisLeases(store_url, client=store.client),
         ledger=open_ledger(store_url, redis=store.client),

@@ -12,13 +12,27 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.access import REFUSAL, AccessPolicy
 from bot.admission import BUSY_NOTICE, Admission, Busy
+from bot.attachments import (
+    AttachmentPipeline,
+    FileFitter,
+    FileText,
+    PreparedAttachments,
+    file_room,
+    with_blocks,
+)
 from bot.budgets import Budgets
 from bot.config import Settings
-from bot.context import MIN_USER_TEXT_TOKENS, ContextBuilder, ContextError, ModelRequest
+from bot.context import (
+    MIN_USER_TEXT_TOKENS,
+    ContextBuilder,
+    ContextError,
+    ModelRequest,
+    system_text,
+)
 from bot.health import Readiness
 from bot.images import ImagePipeline
 from bot.images.errors import display_name
@@ -26,7 +40,14 @@ from bot.leases import Leases, LocalLeases
 from bot.ledger import Ledger
 from bot.ledger_memory import MemoryLedger
 from bot.memory import SPEAKERS_NOTE, Summarizer, TurnMaker, forwarded_text
-from bot.messages import ConversationKey, ImageRef, IncomingMessage, QuotedMessage, ReplySink
+from bot.messages import (
+    ConversationKey,
+    FileRef,
+    ImageRef,
+    IncomingMessage,
+    QuotedMessage,
+    ReplySink,
+)
 from bot.metrics import Metrics
 from bot.models import ModelChoice, ModelCommands, Models
 from bot.openrouter import ModelError, OpenRouterClient, StreamEnd, TextDelta
@@ -45,6 +66,7 @@ LOCAL_CLAIMS = 10_000  # ids this process remembers itself, for dedup while the 
 PRUNE_INTERVAL_SECONDS = 3600
 DEFAULT_IMAGE_QUESTION = "What is in this image?"
 DEFAULT_QUOTE_QUESTION = "What can you tell me about this message?"
+DEFAULT_FILE_QUESTION = "What can you tell me about this file?"
 EMPTY_MESSAGE_HINT = "Ask me a question, or attach an image and I'll tell you what I see."
 MEMORY_DOWN_NOTE = (
     "I can't reach my memory right now, so I'm answering without our earlier messages."
@@ -105,6 +127,7 @@ class Conversations:
         store: Store,
         client: OpenRouterClient,
         images: ImagePipeline,
+        attachments: AttachmentPipeline | None = None,
         counter: TokenCounter | None = None,
         limiter: RateLimiter | None = None,
         leases: Leases | None = None,
@@ -115,6 +138,7 @@ class Conversations:
         self._store = store
         self._client = client
         self._images = images
+        self._attachments = attachments or AttachmentPipeline(settings, images)
         self._counter = counter or TokenCounter()
         self._limiter = limiter or SlidingWindowLimiter(settings.user_messages_per_minute)
         self._access = AccessPolicy(settings)
@@ -158,6 +182,7 @@ class Conversations:
         if self._maintenance is not None:
             self._maintenance.cancel()
             self._maintenance = None
+        await self._attachments.close()
         await self._images.close()
         await self._client.close()
         await self._store.close()
@@ -296,19 +321,33 @@ class Conversations:
         notes: list[str] = []
         if message.other_files:
             notes.append(f"I can only read images, so I skipped {_names(message.other_files)}.")
-        images, replies = await self._prepare_images(message, notes)
+        images, replies, files = await self._prepare_images(message, notes)
         text = forwarded_text(_readable(message.text), message)
-        if not text and not images and not replies:
+        if not text and not images and not replies and not files[-1]:
             reply = " ".join(notes) if notes else EMPTY_MESSAGE_HINT
             await sink.notice(reply)
             return Outcome(Status.REJECTED, reply)
         if not text:
-            text = DEFAULT_IMAGE_QUESTION if images else DEFAULT_QUOTE_QUESTION
+            text = (
+                DEFAULT_IMAGE_QUESTION
+                if images
+                else DEFAULT_FILE_QUESTION
+                if files[-1]
+                else DEFAULT_QUOTE_QUESTION
+            )
 
         memory = await self._load_memory(message, notes)
         known = {turn.message_id for turn in memory.history if turn.message_id}
         new_turns = self._turns.user_turns(message, text, images, replies, known_ids=known)
         builder = await self._ensure_builder(message)
+        if any(files):  # now that the room is known: each file's text, shortened to its share
+            held = [quote.message_id in known for quote, _ in replies]  # already remembered
+            files = [() if old else f for old, f in zip(held, files[:-1], strict=True)] + files[-1:]
+            *quoted, own = await self._fit_files(builder, memory, new_turns, files, notes)
+            text = with_blocks(text, own)
+            new_turns = self._turns.user_turns(
+                message, text, images, replies, known_ids=known, reply_files=quoted
+            )
         try:
             request = builder.build(
                 memory.system,
@@ -447,36 +486,73 @@ class Conversations:
 
     async def _prepare_images(
         self, message: IncomingMessage, notes: list[str]
-    ) -> tuple[tuple[PreparedImage, ...], list[tuple[QuotedMessage, tuple[PreparedImage, ...]]]]:
-        """The message's own images (with those it forwards), and each quoted reply with its images."""
-        forwarded = [ref for q in message.quoted if q.kind == "forward" for ref in q.images]
+    ) -> tuple[
+        tuple[PreparedImage, ...],
+        list[tuple[QuotedMessage, tuple[PreparedImage, ...]]],
+        list[tuple[FileText, ...]],
+    ]:
+        """The message's own images (with those it forwards), each quoted reply with its images,
+        and the texts of the files of each of those turns (the replies', then the message's)."""
+        forwards = [q for q in message.quoted if q.kind == "forward"]
         replies = [q for q in message.quoted if q.kind == "reply"]
         choice = await self._models.choose(message)
         own, *quoted = await asyncio.gather(
-            self._prepare(message.images + tuple(forwarded), notes, choice),
-            *(self._prepare(quote.images, notes, choice) for quote in replies),
+            self._prepare(
+                message.images + tuple(ref for q in forwards for ref in q.images),
+                message.files + tuple(ref for q in forwards for ref in q.files),
+                notes,
+                choice,
+            ),
+            *(self._prepare(quote.images, quote.files, notes, choice) for quote in replies),
         )
         kept = [
-            (quote, images)
-            for quote, images in zip(replies, quoted, strict=True)
-            if images or quote.text.strip()
+            (quote, batch)
+            for quote, batch in zip(replies, quoted, strict=True)
+            if batch.images or batch.texts or quote.text.strip()
         ]
-        return own, kept
+        files = [batch.texts for _, batch in kept] + [own.texts]
+        return own.images, [(quote, batch.images) for quote, batch in kept], files
 
     async def _prepare(
-        self, refs: tuple[ImageRef, ...], notes: list[str], choice: ModelChoice
-    ) -> tuple[PreparedImage, ...]:
-        if not refs:
-            return ()
-        if not choice.reads_images:
-            note = f"The model I use ({choice.model}) can't read images, so I ignored them."
-            if note not in notes:
-                notes.append(note)
-            return ()
-        batch = await self._images.prepare(refs)
+        self,
+        images: tuple[ImageRef, ...],
+        files: tuple[FileRef, ...],
+        notes: list[str],
+        choice: ModelChoice,
+    ) -> PreparedAttachments:
+        if images and not choice.reads_images:
+            images = _ignore_images(notes, choice.model)
+        if not images and not files:
+            return PreparedAttachments((), (), ())
+        batch = await self._attachments.prepare(images, files)
         notes.extend(batch.refusals)
-        self.metrics.image_results(len(refs) - len(batch.refusals), len(batch.refusals))
-        return batch.images
+        refs = len(images) + len(files)
+        self.metrics.image_results(refs - len(batch.refusals), len(batch.refusals))
+        if batch.images and not choice.reads_images:  # a file that was an image after all
+            return replace(batch, images=_ignore_images(notes, choice.model))
+        return batch
+
+    async def _fit_files(
+        self,
+        builder: ContextBuilder,
+        memory: _Memory,
+        bare: list[Turn],
+        groups: list[tuple[FileText, ...]],
+        notes: list[str],
+    ) -> tuple[str, ...]:
+        """Each turn's files as fenced blocks, shortened to their share of the room `bare` leaves."""
+        system = system_text(memory.system, self._summaries.fits(memory.summary, builder))
+        room = file_room(
+            builder,
+            system,
+            bare,
+            memory.history,
+            image_tokens=self._settings.image_prompt_tokens,
+            files=sum(map(len, groups)),
+        )
+        fitted = await asyncio.to_thread(FileFitter(builder.counter).fit, groups, room)
+        notes.extend(fitted.notices)
+        return fitted.blocks
 
     async def _load_memory(self, message: IncomingMessage, notes: list[str]) -> _Memory:
         """The stored turns, the summary of older ones, and the system prompt for this message."""
@@ -575,6 +651,14 @@ class Conversations:
             except StoreError as exc:
                 log.warning("could not prune old turns: %s", exc)
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+
+
+def _ignore_images(notes: list[str], model: str) -> tuple[()]:
+    """No images for a model that cannot read them: say so once."""
+    note = f"The model I use ({model}) can't read images, so I ignored them."
+    if note not in notes:
+        notes.append(note)
+    return ()
 
 
 def _names(files: Sequence[str]) -> str:

@@ -16,6 +16,7 @@ from bot.config import Secrets, Settings
 from bot.conversations import Conversations, Status
 from bot.messages import ConversationKey, ImageRef, IncomingMessage
 from bot.store import StoreError
+from tests import images_corpus as corpus
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 from tests.fakes.sink import RecordingSink
 
@@ -221,13 +222,12 @@ async def test_a_broken_image_gets_a_clear_answer_and_the_question_is_still_answ
 async def test_an_image_alone_that_is_refused_is_not_sent_to_the_model(
     service: Conversations, fake: FakeOpenRouter
 ) -> None:
-    text_file = ImageRef(
-        filename="notes.jpg", data=b"just some text\n" * 20, mime_type="image/jpeg"
-    )
+    # Text labelled as an image is read as text now; binary that is no image is still refused.
+    archive = ImageRef(filename="notes.jpg", data=corpus.zip_bytes(), mime_type="image/jpeg")
     sink = RecordingSink()
-    outcome = await service.handle(_message("", images=(text_file,)), sink)
+    outcome = await service.handle(_message("", images=(archive,)), sink)
     assert outcome.status is Status.REJECTED
-    assert sink.notices and "notes.jpg" in sink.notices[0]
+    assert sink.notices and "notes.jpg is a ZIP archive" in sink.notices[0]
     assert fake.chat_requests == []
 
 

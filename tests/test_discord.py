@@ -335,7 +335,6 @@ async def test_ask_inside_a_thread_answers_in_place(env: Env) -> None:
     assert any("first question" in content_text(m) for m in request["messages"])
 
 
-@pytest.mark.xfail(strict=True, reason="core attachment pipeline not landed")
 async def test_a_file_glimpse_cannot_read_is_named_in_a_note(env: Env) -> None:
     blob = env.fake.attachment("data.bin", bytes(range(256)) * 4, "application/octet-stream")
     message = await env.fake.user_message(

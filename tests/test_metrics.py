@@ -102,7 +102,8 @@ def _value(samples: Samples, name: str, **labels: str) -> float:
 async def test_metrics_expose_messages_latency_tokens_cost_images_and_dedup(
     running: Running,
 ) -> None:
-    broken = ImageRef(filename="bad.jpg", data=b"not a jpeg", mime_type="image/jpeg")
+    # A JPEG's first bytes and then nothing of one (plain text would be read as a text file).
+    broken = ImageRef(filename="bad.jpg", data=b"\xff\xd8\xff not a jpeg", mime_type="image/jpeg")
     message = _message("what is it?", images=(_photo(), broken))
     answered = await running.service.handle(message, RecordingSink())
     duplicate = await running.service.handle(message, RecordingSink())

@@ -45,7 +45,6 @@ LOG = (
 LOG_LINE = "disk quota exceeded on /var/lib/glimpse"
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n"
 BEARER = {"Authorization": f"Bearer {BOT_TOKEN}"}
-PIPELINE_PENDING = pytest.mark.xfail(strict=True, reason="core attachment pipeline not landed")
 
 on_discord = pytest.mark.asyncio(loop_scope="module")  # one Discord connection for the module
 
@@ -183,7 +182,6 @@ async def test_discord_ask_takes_a_text_file(discord_env: DiscordEnv) -> None:
     assert original["content"] == "> what's wrong in this log?\n📎 ask-error.log"
 
 
-@PIPELINE_PENDING
 @on_discord
 async def test_discord_attached_logs_text_reaches_the_model(discord_env: DiscordEnv) -> None:
     log = discord_env.fake.attachment("worker.log", LOG, "text/plain")
@@ -286,7 +284,6 @@ async def test_slack_reset_with_a_file_is_a_question_not_a_reset(slack: Harness)
     assert all("forgotten" not in m.text for m in slack.slack.thread(CHANNEL, first["ts"]))
 
 
-@PIPELINE_PENDING
 async def test_slack_uploaded_logs_text_reaches_the_model(slack: Harness) -> None:
     log = slack.slack.add_file("error.log", LOG, "text/plain")
     await slack.event(mention("why does this fail?", files=[log]))

@@ -327,7 +327,6 @@ async def test_an_image_on_the_file_host_without_the_token_is_refused_by_the_fak
             assert resp.status == 200 and await resp.read() == png()
 
 
-@pytest.mark.xfail(strict=True, reason="core attachment pipeline not landed")
 async def test_a_file_glimpse_cannot_read_gets_a_note(harness: Harness) -> None:
     blob = harness.slack.add_file("data.bin", bytes(range(256)) * 4, "application/octet-stream")
     event = mention("what is this file?", files=[blob])

@@ -45,16 +45,21 @@ class TurnMaker:
         replies: Sequence[tuple[QuotedMessage, Sequence[PreparedImage]]] = (),
         *,
         known_ids: Collection[str] = (),
+        reply_files: Sequence[str] = (),
     ) -> list[Turn]:
-        """Quoted replies first (each its author's turn), then the message: its last turn is the new one."""
+        """Quoted replies first (each its author's turn), then the message: its last turn is the new one.
+
+        `reply_files`: for each reply, the file blocks that follow its (shortened) text.
+        """
         now = time.time()
         speaker = speaker_name(message.author_name) if message.shared else ""
         turns: list[Turn] = []
-        for quote, quote_images in replies:
+        files = [*reply_files, *[""] * (len(replies) - len(reply_files))]
+        for (quote, quote_images), blocks in zip(replies, files, strict=True):
             if quote.message_id and quote.message_id in known_ids:
                 continue  # the conversation already holds it
             turns += self._turns(
-                self._quote_text(quote, message),
+                "\n\n".join(part for part in (self._quote_text(quote, message), blocks) if part),
                 quote_images,
                 speaker=speaker_name(quote.author_name) if message.shared else "",
                 author_id=quote.author_id,
