@@ -218,6 +218,7 @@ class OpenRouterClient:
         self._listing_error = ""  # why the last read failed ("" if it did not)
         self._listing_lock = asyncio.Lock()
         self._parsed: tuple[object, dict[str, ModelInfo]] = (None, {})  # (listing, its models)
+        self._refreshing: asyncio.Task[None] | None = None  # a background re-read of GET /models
 
     # --- models ---
 
@@ -265,31 +266,46 @@ class OpenRouterClient:
         return sorted(model for model, info in listed.items() if "image" in info.input_modalities)
 
     async def _models_listing(self) -> list[dict[str, Any]] | None:
-        """GET /models' entries: read at most once an hour, a failed read retried after a while."""
+        """GET /models' entries: read once; re-read in the background after an hour (a failed read
+        after MODEL_INFO_RETRY_SECONDS) while the listing read before keeps being used."""
         async with self._listing_lock:
             age = time.monotonic() - self._listing_at
-            if self._listing is not None and age < CATALOGUE_TTL_SECONDS:
-                return self._listing
-            if self._listing_error and age < MODEL_INFO_RETRY_SECONDS:
-                return self._listing  # the older listing, if one was ever read
-            timeout = min(self._settings.request_timeout_seconds, MODELS_TIMEOUT_SECONDS)
-            self._listing_at = time.monotonic()
-            try:
-                body = await self._client.get(
-                    "/models",
-                    cast_to=object,
-                    options={"timeout": timeout, "headers": NO_SDK_TELEMETRY},
-                )
-            except openai.OpenAIError as exc:
-                self._listing_error = f"GET /models failed ({self._error_from_sdk(exc).detail})"
-                return self._listing
-            entries = body.get("data") if isinstance(body, dict) else None
-            if not isinstance(entries, list):
-                self._listing_error = "GET /models returned no `data` list"
-                return self._listing
-            self._listing = [entry for entry in entries if isinstance(entry, dict)]
-            self._listing_error = ""
+            due = age >= (
+                MODEL_INFO_RETRY_SECONDS if self._listing_error else CATALOGUE_TTL_SECONDS
+            )
+            if self._listing is None and due:  # nothing to answer with yet: read it now
+                await self._read_listing()
+            elif due and self._refreshing is None:
+                self._listing_at = time.monotonic()
+                self._refreshing = asyncio.create_task(self._refresh(), name="glimpse-models")
             return self._listing
+
+    async def _refresh(self) -> None:
+        try:
+            async with self._listing_lock:
+                await self._read_listing()
+        finally:
+            self._refreshing = None
+
+    async def _read_listing(self) -> None:
+        """GET /models into `_listing` (kept as it was if the read fails; `_listing_error` says why)."""
+        timeout = min(self._settings.request_timeout_seconds, MODELS_TIMEOUT_SECONDS)
+        self._listing_at = time.monotonic()
+        try:
+            body = await self._client.get(
+                "/models",
+                cast_to=object,
+                options={"timeout": timeout, "headers": NO_SDK_TELEMETRY},
+            )
+        except openai.OpenAIError as exc:
+            self._listing_error = f"GET /models failed ({self._error_from_sdk(exc).detail})"
+            return
+        entries = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(entries, list):
+            self._listing_error = "GET /models returned no `data` list"
+            return
+        self._listing = [entry for entry in entries if isinstance(entry, dict)]
+        self._listing_error = ""
 
     async def _fetch_model_info(self, model: str) -> ModelInfo:
         entries = await self._models_listing()
@@ -506,6 +522,10 @@ class OpenRouterClient:
         )
 
     async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refreshing
         await self._client.close()
 
     # --- errors ---

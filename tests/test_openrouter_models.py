@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+import bot.openrouter as openrouter
 from bot.config import Settings
 from bot.openrouter import ModelError, OpenRouterClient, StreamEnd, TextDelta, _model_gone
 from tests.fakes.openrouter import (
@@ -103,6 +105,22 @@ async def test_an_unreadable_catalogue_is_none_and_no_vision_models(
     assert await client.vision_models() == []
     assert not (await client.model_info(QWEN_VISION_MODEL)).from_api
     assert len(fake_openrouter.requests) == 1  # a failed read is not repeated at once
+
+
+async def test_a_stale_catalogue_is_used_while_it_is_read_again_in_the_background(
+    fake_openrouter: FakeOpenRouter, client: OpenRouterClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert QWEN_VISION_MODEL in await client.vision_models()
+    monkeypatch.setattr(openrouter, "CATALOGUE_TTL_SECONDS", 0.0)
+    fake_openrouter.models = [m for m in fake_openrouter.models if m["id"] != QWEN_VISION_MODEL]
+    assert QWEN_VISION_MODEL in await client.vision_models()  # no wait for the new listing
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(fake_openrouter.requests) == 2 and client._refreshing is None:
+            break
+    monkeypatch.setattr(openrouter, "CATALOGUE_TTL_SECONDS", 3600.0)
+    assert await client.vision_models() == [LLAMA_VISION_MODEL]
+    assert len(fake_openrouter.requests) == 2
 
 
 # --- the model of a request ---
