@@ -131,6 +131,25 @@ async def test_an_unlisted_configured_model_is_passed_over_with_a_warning(
     assert len([r for r in caplog.records if "acme/not-listed" in r.getMessage()]) == 1
 
 
+async def test_a_channel_model_too_small_for_the_reserved_output_gives_way_to_the_default(
+    fake: FakeOpenRouter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    qwen = next(entry for entry in fake.models if entry["id"] == QWEN_VISION_MODEL)
+    qwen["context_length"] = 1024  # all of it reserved for the answer (max_output_tokens)
+    service = build_conversations(
+        _settings(fake, tmp_path), Secrets(openrouter_api_key=FAKE_API_KEY)
+    )
+    await service.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="glimpse.models"):
+            await _ask(service, _message("one", channel=QWEN_CHANNEL))
+            await _ask(service, _message("two", channel=QWEN_CHANNEL))
+    finally:
+        await service.close()
+    assert [r.body["model"] for r in fake.chat_requests] == [LLAMA_VISION_MODEL] * 2
+    assert len([r for r in caplog.records if "cannot be used" in r.getMessage()]) == 1
+
+
 # --- an admin's choice, in the store ---
 
 

@@ -60,6 +60,7 @@ class Models:
         self.health = ModelHealth(settings, metrics)
         self._builders: dict[str, tuple[ModelInfo, ContextBuilder]] = {}
         self._watch = UndercountWatch()
+        self._unusable: set[str] = set()  # models whose context leaves no room (logged once)
 
     @property
     def client(self) -> OpenRouterClient:
@@ -81,7 +82,9 @@ class Models:
         except ContextError as exc:
             if asked == self._settings.model:
                 raise
-            log.warning("model %s cannot be used (%s); the default model answers", asked, exc)
+            if asked not in self._unusable:
+                self._unusable.add(asked)
+                log.warning("model %s cannot be used (%s); the default model answers", asked, exc)
             asked = self._settings.model
             info, builder = await self.builder(asked)
         return ModelChoice(asked, model, source, info, builder)
