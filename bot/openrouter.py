@@ -620,7 +620,9 @@ class OpenRouterClient:
         return _redact(" ".join(str(text).split()), self._api_key)[:LOG_DETAIL_MAX_CHARS]
 
     def _logged(self, error: ModelError, model: str | None = None) -> ModelError:
-        logger.warning(
+        # A gone model is the caller's to report (bot/models/health.py: one line, with what next).
+        logger.log(
+            logging.INFO if error.model_gone else logging.WARNING,
             "OpenRouter call failed: kind=%s status=%s code=%s model=%s detail=%s",
             error.kind,
             error.status,
