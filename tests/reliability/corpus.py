@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from tests import images_corpus as ic
+from tests import pdf_corpus as pc
 
 __all__ = [
     "CASES",
@@ -197,11 +198,8 @@ def _image_cases() -> list[Case]:
         _refused("bomb-png-ztxt", "ztxt.png", _ztxt_bomb(), "image/png", _BROKEN),
         _refused("30mb-jpeg", "huge.jpg", _thirty_mb_jpeg(), "image/jpeg", _TOO_BIG),
         _refused("empty-file", "empty.png", b"", "image/png", "empty"),
-        _refused("svg-as-png", "drawing.png", ic.SVG_BYTES, "image/png", "SVG"),
         _refused("pdf-as-png", "invoice.png", ic.PDF_BYTES, "image/png", "PDF"),
         _refused("zip-as-jpeg", "archive.jpg", ic.zip_bytes(), "image/jpeg", "ZIP"),
-        _refused("text-as-jpeg", "notes.jpg", ic.TEXT_BYTES, "image/jpeg", "text file"),
-        _refused("html-as-png", "login.png", b"<!DOCTYPE html><html></html>", "image/png", "web"),
         _refused("bmp", "old.bmp", ic.encode(ic.solid(SMALL), "BMP"), "image/bmp", "BMP"),
         _refused("tiff", "scan.tif", ic.encode(ic.solid(SMALL), "TIFF"), "image/tiff", "TIFF"),
         _refused("random-bytes", "noise.png", bytes(range(256)) * 8, "image/png", _NOT_READ),
@@ -224,6 +222,59 @@ def _accepted_image_cases() -> list[Case]:
     ]
 
 
+def _read_as_text_cases() -> list[Case]:
+    """Text the platform calls an image: the bytes say text, so the model reads it (the echo shows it)."""
+
+    def text(case_id: str, name: str, data: bytes, says: str) -> Case:
+        return Case(case_id, files=(File(name, data, "image/png"),), says=(says,))
+
+    return [
+        text("svg-as-png", "drawing.png", ic.SVG_BYTES, "www.w3.org/2000/svg"),
+        text("text-as-jpeg", "notes.jpg", ic.TEXT_BYTES, "this is not a photo"),
+        text("html-as-png", "login.png", b"<!DOCTYPE html><html></html>", "DOCTYPE html"),
+    ]
+
+
+def _file_cases() -> list[Case]:
+    """Files that are not images by the platform's word: read by their bytes, or refused in a sentence."""
+    junk = bytes(range(256)) * 8
+    half = b"2026-12-03 22:10:04 INFO worker starting\n" * 2000 + junk * 40
+    too_long = "error.log was too long for the model, so I read its first "
+
+    def one(case_id: str, name: str, data: bytes, mime: str, *says: str, **extra: int) -> Case:
+        return Case(case_id, files=(File(name, data, mime),), says=says, **extra)
+
+    return [
+        one("2mb-log", "error.log", _two_mb_log(), "text/plain", too_long, " and last "),
+        one("utf16-file", "notes.txt", "Einkauf: Äpfel\n".encode("utf-16"), "text/plain", "Äpfel"),
+        one("utf16-no-bom", "notes.txt", "Einkauf: Äpfel\n".encode("utf-16-le"), "", "Äpfel"),
+        one("half-text-half-binary", "dump.log", half, "text/plain", "not text (binary data)"),
+        one("binary-named-txt", "notes.txt", junk, "text/plain", "notes.txt is not text"),
+        one("binary-file", "data.bin", junk, "application/octet-stream", "text files and PDFs"),
+        one("png-named-txt", "notes.txt", _tiny_png(), "text/plain", images_sent=1),
+        one("30mb-log", "huge.log", b"x" * (30 * MB), "text/plain", _TOO_BIG),
+        one("pdf-bomb", "bomb.pdf", pc.bomb_pdf(), "application/pdf", "too large or complex"),
+        one("encrypted-pdf", "secret.pdf", pc.encrypted_pdf(), "application/pdf", "password"),
+        one("scanned-pdf", "scan.pdf", pc.image_only_pdf(), "application/pdf", "looks scanned"),
+        one("broken-pdf", "broken.pdf", pc.broken_pdf(), "application/pdf", "damaged PDF"),
+        one(
+            "pdf-over-page-cap",
+            "long.pdf",
+            pc.numbered_pages_pdf(60, 2),
+            "application/pdf",
+            "has 60 pages; I read the first 50",
+        ),
+    ]
+
+
+@functools.cache
+def _two_mb_log() -> bytes:
+    lines = [
+        f"2026-12-03 22:{i // 60 % 60:02d}:{i % 60:02d} INFO request {i} ok" for i in range(52_000)
+    ]
+    return "\n".join([*lines, "2026-12-03 23:59:59 ERROR disk quota exceeded"]).encode()
+
+
 def _many_files_cases() -> list[Case]:
     pdfs = tuple(File(f"report-{i}.pdf", ic.PDF_BYTES, "application/pdf") for i in range(12))
     return [
@@ -234,7 +285,11 @@ def _many_files_cases() -> list[Case]:
             says=("skipped", "and 41 more"),
             images_sent=1,
         ),
-        Case("12-non-image-files", files=pdfs, says=("only read images", "and 7 more")),
+        Case(
+            "12-non-image-files",
+            files=pdfs,
+            says=("damaged PDF", "Only the first 4 files are read", "and 3 more"),
+        ),
     ]
 
 
@@ -254,7 +309,7 @@ def _name_cases() -> list[Case]:
         Case(
             "invalid-utf8-in-non-image-name",
             files=(File("r\udcffport.pdf", ic.PDF_BYTES, "application/pdf"),),
-            says=("only read images",),
+            says=("port.pdf is a damaged PDF",),
         ),
         Case(
             "odd-unicode-name",
@@ -269,7 +324,7 @@ def _name_cases() -> list[Case]:
         Case(
             "ping-in-file-name",
             files=(File("<!channel> @everyone.pdf", ic.PDF_BYTES, "application/pdf"),),
-            says=("only read images",),
+            says=("damaged PDF",),
         ),
     ]
 
@@ -300,6 +355,8 @@ def _text_cases() -> list[Case]:
 CASES: tuple[Case, ...] = (
     *_image_cases(),
     *_accepted_image_cases(),
+    *_read_as_text_cases(),
+    *_file_cases(),
     *_many_files_cases(),
     *_name_cases(),
     *_text_cases(),

@@ -112,6 +112,7 @@ def incoming(
     channel: str = "c1",
     user: str = "u1",
     images: tuple[ImageRef, ...] = (),
+    files: tuple[ImageRef, ...] = (),
     other_files: tuple[str, ...] = (),
     message_id: str | None = None,
 ) -> IncomingMessage:
@@ -121,6 +122,7 @@ def incoming(
         author_id=user,
         text=text,
         images=images,
+        files=files,
         other_files=other_files,
     )
 

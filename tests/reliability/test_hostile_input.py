@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from bot.messages import ImageRef, IncomingMessage
+from bot.messages import FileRef, IncomingMessage
 from tests.fakes.openrouter import FakeOpenRouter
 from tests.fakes.slack import SIGNING_SECRET, FakeSlack, command_body, event_body, sign
 from tests.reliability.checks import ANSWER_PREFIX, assert_clear_answer, echo, slack_pings
@@ -58,13 +58,14 @@ async def test_the_core_answers_each_hostile_message_clearly(
 
 
 def _core_message(case: Case) -> IncomingMessage:
-    images = tuple(
-        ImageRef(filename=f.name, data=f.data, mime_type=f.mime, size=f.declared_size)
+    """As the adapters hand files over: images by their MIME type, everything else as files."""
+    refs = [
+        (FileRef(filename=f.name, data=f.data, mime_type=f.mime, size=f.declared_size), f.is_image)
         for f in case.files
-        if f.is_image
-    )
-    others = tuple(f.name for f in case.files if not f.is_image)
-    return incoming(case.text, images=images, other_files=others, thread=case.id)
+    ]
+    images = tuple(ref for ref, is_image in refs if is_image)
+    files = tuple(ref for ref, is_image in refs if not is_image)
+    return incoming(case.text, images=images, files=files, thread=case.id)
 
 
 # --- the Slack app over HTTP, with signed requests ---
