@@ -7,6 +7,7 @@ openai SDK against the fake OpenRouter, like tests/test_memory.py.
 from __future__ import annotations
 
 import codecs
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -256,6 +257,23 @@ async def test_a_pdf_still_being_read_at_the_time_limit_is_given_up_and_its_work
         assert (await extractor.read(pc.text_pdf([["after"]]), "next.pdf")).text == "after"
     finally:
         await extractor.close()
+
+
+def _die(data: bytes, max_pages: int) -> PdfText:
+    """A worker that dies mid-PDF, as one killed for its memory would."""
+    os._exit(9)
+
+
+async def test_a_pdf_whose_worker_dies_gets_a_sentence() -> None:
+    dying = PdfExtractor(max_pages=50, timeout_seconds=10, extract=_die)
+    try:
+        with pytest.raises(AttachmentRefused) as refused:
+            await dying.read(pc.text_pdf([["x"]]), "crash.pdf")
+    finally:
+        await dying.close()
+    assert (
+        refused.value.user_message == "crash.pdf is too large or complex to read, so I skipped it."
+    )
 
 
 def _rss_bytes() -> int:
