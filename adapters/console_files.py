@@ -46,16 +46,12 @@ class Attachments:
     def add(self, path: str, settings: Settings) -> ImageRef:
         """Read and check one file and keep it; ConsoleError if it cannot be used."""
         ref, is_image = read_attachment(path, settings)
-        if not is_image:
+        if is_image:
+            _check_count(len(self.images) + 1, settings.images_per_message, "images")
+            self.images.append(ref)
+        else:
+            _check_count(len(self.files) + 1, settings.files_per_message, "files")
             self.files.append(ref)
-            return ref
-        limit = settings.images_per_message
-        if len(self.images) >= limit:
-            count = len(self.images) + 1
-            raise ConsoleError(
-                f"{count} images; at most {limit} go with one message (images_per_message)"
-            )
-        self.images.append(ref)
         return ref
 
     def clear(self) -> None:
@@ -104,16 +100,10 @@ def looks_like_image(head: bytes) -> bool:
 
 
 def byte_limit(settings: Settings, *, image: bool) -> tuple[int, str]:
-    """The byte cap for an image or another file, and the setting it comes from.
-
-    Other files use `file_max_bytes` where the settings have it, else `image_max_bytes`.
-    """
-    if not image:
-        # By name: the setting comes with the core's attachment pipeline (issue 17).
-        file_max_bytes = getattr(settings, "file_max_bytes", None)
-        if isinstance(file_max_bytes, int):
-            return file_max_bytes, "file_max_bytes"
-    return settings.image_max_bytes, "image_max_bytes"
+    """The byte cap for an image or another file, and the setting it comes from."""
+    if image:
+        return settings.image_max_bytes, "image_max_bytes"
+    return settings.file_max_bytes, "file_max_bytes"
 
 
 def _read(file: Path, shown: str, settings: Settings) -> tuple[bytes, bool]:
@@ -146,6 +136,14 @@ def _check_image(data: bytes, file_name: str, settings: Settings) -> None:
         raise ConsoleError(refusal.user_message) from None
     except Exception:  # a decoder failing in a way the checks do not foresee
         raise ConsoleError(f"{name} could not be read as an image.") from None
+
+
+def _check_count(count: int, limit: int, kind: str) -> None:
+    """Refuse one image (or other file) more than go with one message."""
+    if count > limit:
+        raise ConsoleError(
+            f"{count} {kind}; at most {limit} go with one message ({kind}_per_message)"
+        )
 
 
 def _check_size(name: str, size: int, limit: tuple[int, str]) -> None:

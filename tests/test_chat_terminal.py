@@ -292,8 +292,13 @@ def _refused_file(tmp_path: Path, case: str) -> tuple[list[str], str]:
     if case == "too many pixels":  # between Pillow's warning and its error: no warning leaks
         (tmp_path / "bomb.png").write_bytes(_png_header(10_000, 9_500))
         return [str(tmp_path / "bomb.png")], "bomb.png is 10000×9500 pixels"
+    if case == "too many other files":
+        for i in range(5):
+            (tmp_path / f"log{i}.txt").write_text("ok\n")
+        paths = [str(tmp_path / f"log{i}.txt") for i in range(5)]
+        return paths, "5 files; at most 4 go with one message (files_per_message)"
     paths = [str(_jpeg(tmp_path, f"p{i}.jpg")) for i in range(5)]
-    return paths, "at most 4"
+    return paths, "5 images; at most 4 go with one message (images_per_message)"
 
 
 @pytest.mark.parametrize(
@@ -306,6 +311,7 @@ def _refused_file(tmp_path: Path, case: str) -> tuple[list[str], str]:
         "oversized",
         "too many pixels",
         "too many files",
+        "too many other files",
     ],
 )
 async def test_an_unusable_file_is_one_line_exit_1_and_nothing_is_sent(
@@ -379,13 +385,12 @@ def test_images_by_their_bytes_go_as_images_and_every_other_file_as_a_file(
 
 
 def test_a_file_over_its_byte_limit_is_refused_naming_the_setting(tmp_path: Path) -> None:
-    caps = ("image_max_bytes", "file_max_bytes")  # file_max_bytes once the settings have it
-    settings = Settings.model_validate({cap: MIB for cap in caps if cap in Settings.model_fields})
+    settings = Settings(image_max_bytes=2 * MIB, file_max_bytes=MIB)
     (tmp_path / "build.log").write_text("x" * (MIB + MIB // 2))
     with pytest.raises(ConsoleError) as refused:
         load_attachments([str(tmp_path / "build.log")], settings)
-    _, setting = byte_limit(settings, image=False)
-    assert str(refused.value) == f"build.log is 1.5 MiB; the limit is 1 MiB ({setting})"
+    assert str(refused.value) == "build.log is 1.5 MiB; the limit is 1 MiB (file_max_bytes)"
+    assert byte_limit(settings, image=True) == (2 * MIB, "image_max_bytes")
 
 
 def test_attach_and_image_are_one_option() -> None:
