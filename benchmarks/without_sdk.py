@@ -64,11 +64,14 @@ def _installed(session: aiohttp.ClientSession) -> Iterator[None]:
     original = openrouter.OpenRouterClient._open_stream
 
     async def open_stream(
-        client: openrouter.OpenRouterClient, messages: list[dict[str, Any]], max_tokens: int
+        client: openrouter.OpenRouterClient,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        model: str,
     ) -> Any:
         response = await session.post(
             client._chat_url,
-            data=json.dumps(client._chat_body(messages, max_tokens)),
+            data=json.dumps(client._chat_body(messages, max_tokens, model)),
             headers={
                 "Authorization": f"Bearer {client._api_key}",
                 "Content-Type": "application/json",
