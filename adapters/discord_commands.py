@@ -1,4 +1,4 @@
-"""The `/ask question [image]` and `/reset` application commands, and their sync on start.
+"""The `/ask question [image]`, `/reset` and `/model [name]` application commands, and their sync.
 
 `image` keeps its name (people and the README know it) but takes any file: the core reads text,
 logs, code and PDFs as well as images.
@@ -22,6 +22,8 @@ from adapters.discord_sink import (
     thread_on,
 )
 from adapters.discord_translate import (
+    DM_WORKSPACE,
+    PLATFORM,
     ReplyChains,
     attachment_refs,
     author_roles,
@@ -43,10 +45,12 @@ DMS_OFF = "I don't answer direct messages here. Ask me in a server channel inste
 RESET_WHERE = "Use /reset inside a thread I'm answering in, or in our direct messages."
 RESET_DONE = "Done: I've forgotten this conversation. Your next message starts a new one."
 RESET_FAILED = "I couldn't reach my memory just now, so nothing was forgotten. Please try again."
+CLEAR_MODEL = "default"  # `/model default`: back to the configured model
+MAX_CHOICES = 25  # Discord shows at most this many autocomplete choices
 
 
 class SlashCommands:
-    """What `/ask` and `/reset` do; the command tree only forwards to these."""
+    """What `/ask`, `/reset` and `/model` do; the command tree only forwards to these."""
 
     def __init__(
         self, conversations: Conversations, settings: Settings, chains: ReplyChains
@@ -111,6 +115,42 @@ class SlashCommands:
             RESET_DONE if done else RESET_FAILED, ephemeral=True
         )
 
+    async def model(self, interaction: discord.Interaction, name: str | None) -> None:
+        """Show the channel's model, or set it (`default` clears); a thread's is its parent's.
+
+        Allowed to `admins` and to members with Manage Server; the core decides and says why not.
+        """
+        if interaction.guild_id is None and not self._settings.discord.allow_dms:
+            await interaction.response.send_message(DMS_OFF, ephemeral=True)
+            return
+        workspace, channel = _model_place(interaction)
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)  # /models may be slow
+        except discord.HTTPException as exc:  # already acknowledged (a replay) or expired
+            log.info("cannot acknowledge /model %s: %s", interaction.id, exc)
+            return
+        if name is None or not name.strip():
+            reply = await self._conversations.describe_channel_model(PLATFORM, workspace, channel)
+        else:
+            chosen = name.strip()
+            reply = await self._conversations.set_channel_model(
+                PLATFORM,
+                workspace,
+                channel,
+                None if chosen.lower() == CLEAR_MODEL else chosen,
+                user_id=str(interaction.user.id),
+                is_manager=interaction.guild_id is not None
+                and interaction.permissions.manage_guild,
+            )
+        await interaction.followup.send(reply, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    async def model_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        """Autocomplete for `/model name`: vision models whose id contains what was typed."""
+        typed = current.strip().lower()
+        ids = [CLEAR_MODEL, *await self._conversations.vision_models()]
+        found = [model for model in ids if typed in model.lower()]
+        return [app_commands.Choice(name=model, value=model) for model in found[:MAX_CHOICES]]
+
     def _incoming(
         self,
         interaction: discord.Interaction,
@@ -174,7 +214,7 @@ class SlashCommands:
 def build_tree(
     client: discord.Client, commands: SlashCommands
 ) -> app_commands.CommandTree[discord.Client]:
-    """The command tree with `/ask` and `/reset`."""
+    """The command tree with `/ask`, `/reset` and `/model`."""
     tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
 
     @tree.command(name="ask", description="Ask Glimpse a question, optionally about a file")
@@ -189,6 +229,19 @@ def build_tree(
     @tree.command(name="reset", description="Make Glimpse forget this thread's conversation")
     async def reset(interaction: discord.Interaction) -> None:
         await commands.reset(interaction)
+
+    @tree.command(name="model", description="Show or change the model Glimpse uses in this channel")
+    @app_commands.describe(
+        name="A model id to switch to, or `default`; leave empty to see the current one"
+    )
+    async def model(interaction: discord.Interaction, name: str | None = None) -> None:
+        await commands.model(interaction, name)
+
+    @model.autocomplete("name")
+    async def model_names(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await commands.model_choices(current)
 
     return tree
 
@@ -209,10 +262,21 @@ async def sync_commands(
             log.info("registered %d commands in guild %s", len(synced), guild_id)
     except (discord.HTTPException, ValueError) as exc:  # ValueError: a guild id that is no number
         log.warning(
-            "could not register /ask and /reset (%s); invite the bot with the applications.commands scope "
+            "could not register /ask, /reset and /model (%s); invite the bot with the applications.commands scope "
             "(the URL `glimpse doctor` prints). Mentions still work.",
             exc,
         )
+
+
+def _model_place(interaction: discord.Interaction) -> tuple[str, str]:
+    """(workspace, channel) whose model `/model` shows or sets: a thread's parent, a DM itself."""
+    channel_id = interaction.channel_id or 0
+    if interaction.guild_id is None:
+        return DM_WORKSPACE, str(channel_id)
+    channel = interaction.channel
+    if isinstance(channel, discord.Thread) and channel.parent_id is not None:
+        return str(interaction.guild_id), str(channel.parent_id)
+    return str(interaction.guild_id), str(channel_id)
 
 
 def _question_header(question: str, image: discord.Attachment | None) -> str:

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_context import SlackContext
 from adapters.slack_events import (
+    PLATFORM,
     conversation_key,
     from_command,
     ignore_reason,
@@ -52,7 +53,9 @@ HISTORY_MESSAGES = 50
 USAGE = (
     "Ask me anything: `{command} what does this error mean?` I answer in a thread; reply there "
     "to follow up. To ask about a picture or a file (a log, code, a PDF), upload it here first (or "
-    "in a message that @mentions me). `{command} reset` forgets our latest conversation here."
+    "in a message that @mentions me). `{command} reset` forgets our latest conversation here. "
+    "`{command} model` shows the model answering in this channel; admins change it with "
+    "`{command} model NAME` (`{command} model default` goes back to the configured one)."
 )
 RESET_DONE = "Done: I've forgotten this conversation. Mention me to start a new one."
 RESET_RECENT_DONE = "Done: I've forgotten our latest conversation in this channel."
@@ -62,6 +65,8 @@ RESET_WHERE = (
     "a slash command was typed in."
 )
 RESET_FAILED = "I couldn't reach my memory to forget that. Please try again in a minute."
+MODEL_WORD = "model"
+CLEAR_MODEL = "default"
 CANNOT_POST = (
     "I can't post in this conversation. In a channel, add me first (`/invite @{name}`); "
     "elsewhere, send me a direct message instead."
@@ -128,6 +133,8 @@ class SlackListeners:
         await ack()
         if is_reset(text):
             self._spawn(self._reset_command(command, respond))
+        elif _model_request(text) is not None:
+            self._spawn(self._model_command(command, _model_request(text) or "", respond))
         else:
             self._spawn(self._ask(command, text, respond))
 
@@ -268,6 +275,28 @@ class SlackListeners:
         reply = await self._forget(self._recent.pop(who, None))
         await respond(text=reply, response_type="ephemeral")
 
+    # --- the channel's model ---
+
+    async def _model_command(
+        self, command: Mapping[str, Any], name: str, respond: AsyncRespond
+    ) -> None:
+        """`/ask model` shows the channel's model; `/ask model NAME` sets it, `default` clears it.
+
+        A slash command carries no thread, so this is always the channel's own model.
+        """
+        team, channel = str(command["team_id"]), str(command["channel_id"])
+        if not name:
+            reply = await self._conversations.describe_channel_model(PLATFORM, team, channel)
+        else:
+            reply = await self._conversations.set_channel_model(
+                PLATFORM,
+                team,
+                channel,
+                None if name.lower() == CLEAR_MODEL else name,
+                user_id=str(command["user_id"]),
+            )
+        await respond(text=reply, response_type="ephemeral")
+
     async def _forget(self, key: ConversationKey | None) -> str:
         if key is None:
             return RESET_WHERE
@@ -283,6 +312,15 @@ class SlackListeners:
 
 def _slash(command: str) -> str:
     return command if command.startswith("/") else f"/{command}"
+
+
+def _model_request(text: str) -> str | None:
+    """`model` -> "", `model NAME` -> NAME; None when the text is a question, not this command."""
+    word, _, rest = text.strip().partition(" ")
+    if word.lower() != MODEL_WORD:
+        return None
+    rest = rest.strip().strip("`")
+    return rest if " " not in rest else None  # "model of this car?" stays a question
 
 
 def _note_retry(request: AsyncBoltRequest, event: Mapping[str, Any]) -> None:

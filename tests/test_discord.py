@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -12,7 +13,8 @@ from adapters.discord_commands import RESET_DONE
 from adapters.discord_translate import ReplyChains, root_key
 from adapters.split import split_message
 from bot.access import REFUSAL
-from bot.config import Settings
+from bot.config import DEFAULT_MODEL, Settings
+from bot.models.commands import NOT_ADMIN
 from tests.discord_support import (
     DiscordEnv,
     connected_discord,
@@ -37,7 +39,7 @@ from tests.fakes.discord import (
     VOICE_CHANNEL_ID,
     make_user,
 )
-from tests.fakes.openrouter import FakeOpenRouter
+from tests.fakes.openrouter import QWEN_VISION_MODEL, TEXT_ONLY_MODEL, FakeOpenRouter
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -56,6 +58,7 @@ async def env() -> AsyncIterator[Env]:
             store_url="memory://",
             base_url=router.base_url,
             block_users=[MALLORY["id"]],
+            admins=[ALICE["id"]],
             user_messages_per_minute=0,
             discord={"guild_ids": [str(GUILD_ID)]},
         )
@@ -352,7 +355,7 @@ async def test_a_file_glimpse_cannot_read_is_named_in_a_note(env: Env) -> None:
 
 
 async def test_commands_are_synced_to_the_configured_guild(env: Env) -> None:
-    assert {c["name"] for c in env.fake.commands[str(GUILD_ID)]} == {"ask", "reset"}
+    assert {c["name"] for c in env.fake.commands[str(GUILD_ID)]} == {"ask", "reset", "model"}
     assert "global" not in env.fake.commands
 
 
@@ -398,3 +401,99 @@ async def test_no_message_sent_by_the_bot_allows_mentions(env: Env) -> None:
             assert payload.get("allowed_mentions") == NO_MENTIONS, call
             checked += 1
     assert checked >= 4
+
+
+# --- /model ---
+
+NO_PERMISSIONS = "0"
+AUTOCOMPLETE = 4  # interaction type
+
+
+def _model_name(name: str) -> list[dict[str, Any]]:
+    return [{"name": "name", "type": 3, "value": name}]
+
+
+async def _model_reply(env: Env, interaction: dict[str, Any]) -> dict[str, Any]:
+    """The ephemeral follow-up `/model` answered with (after deferring ephemerally)."""
+    path = f"/webhooks/{env.client.application_id}/{interaction['token']}"
+    [reply] = await env.fake.wait_for(lambda: env.fake.calls_to("POST", path))
+    [callback] = env.fake.calls_to("POST", f"/interactions/{interaction['id']}/")
+    assert callback.body["type"] == 5 and callback.body["data"]["flags"] == 64
+    assert reply.body["flags"] == 64
+    return reply.body
+
+
+async def test_an_admin_sets_the_channels_model_and_the_next_answer_uses_it(env: Env) -> None:
+    chosen = await env.fake.slash(
+        "model",
+        _model_name(QWEN_VISION_MODEL),
+        channel_id=OTHER_CHANNEL_ID,
+        user=ALICE,  # in `admins`, though without Manage Server
+        permissions=NO_PERMISSIONS,
+    )
+    assert QWEN_VISION_MODEL in (await _model_reply(env, chosen))["content"]
+    try:
+        message = await env.fake.user_message(
+            OTHER_CHANNEL_ID, "which model answers here?", mention_bot=True
+        )
+        thread_id = int(message["id"])
+        await texts_in(env, thread_id, [env.router.reply])
+        [request] = requests_mentioning(env, "which model answers here?")
+        assert request["model"] == QWEN_VISION_MODEL
+
+        shown = await env.fake.slash("model", channel_id=thread_id, user=BOB)  # its parent's
+        assert QWEN_VISION_MODEL in (await _model_reply(env, shown))["content"]
+    finally:
+        cleared = await env.fake.slash(
+            "model", _model_name("default"), channel_id=OTHER_CHANNEL_ID, user=ALICE
+        )
+        content = (await _model_reply(env, cleared))["content"]
+    assert "back to" in content and QWEN_VISION_MODEL not in content
+    back = await env.conversations.channel_model("discord", str(GUILD_ID), str(OTHER_CHANNEL_ID))
+    assert back == DEFAULT_MODEL
+
+
+async def test_model_is_refused_to_members_without_manage_server_or_admin(env: Env) -> None:
+    before = await env.conversations.channel_model("discord", str(GUILD_ID), str(OTHER_CHANNEL_ID))
+    refused = await env.fake.slash(
+        "model",
+        _model_name(QWEN_VISION_MODEL),
+        channel_id=OTHER_CHANNEL_ID,
+        user=BOB,
+        permissions=NO_PERMISSIONS,
+    )
+    assert (await _model_reply(env, refused))["content"] == NOT_ADMIN
+    after = await env.conversations.channel_model("discord", str(GUILD_ID), str(OTHER_CHANNEL_ID))
+    assert after == before != QWEN_VISION_MODEL
+
+
+async def test_model_without_a_name_describes_the_channels_model(env: Env) -> None:
+    shown = await env.fake.slash("model", channel_id=TEXT_CHANNEL_ID, user=BOB)
+    current = await env.conversations.channel_model("discord", str(GUILD_ID), str(TEXT_CHANNEL_ID))
+    assert current in (await _model_reply(env, shown))["content"]
+
+
+async def test_model_autocomplete_offers_matching_vision_models(env: Env) -> None:
+    interaction = env.fake._interaction(  # noqa: SLF001 - the fake has no autocomplete helper
+        "model", [], OTHER_CHANNEL_ID, BOB, {}
+    )
+    interaction["type"] = AUTOCOMPLETE
+    interaction["data"]["options"] = [{"name": "name", "type": 3, "value": "QWEN", "focused": True}]
+    await env.fake.dispatch("INTERACTION_CREATE", interaction)
+    [callback] = await env.fake.wait_for(
+        lambda: env.fake.calls_to("POST", f"/interactions/{interaction['id']}/")
+    )
+    assert callback.body["type"] == 8
+    offered = [choice["value"] for choice in callback.body["data"]["choices"]]
+    assert offered == [QWEN_VISION_MODEL]
+
+    interaction = env.fake._interaction("model", [], OTHER_CHANNEL_ID, BOB, {})  # noqa: SLF001
+    interaction["type"] = AUTOCOMPLETE
+    interaction["data"]["options"] = [{"name": "name", "type": 3, "value": "", "focused": True}]
+    await env.fake.dispatch("INTERACTION_CREATE", interaction)
+    [callback] = await env.fake.wait_for(
+        lambda: env.fake.calls_to("POST", f"/interactions/{interaction['id']}/")
+    )
+    offered = [choice["value"] for choice in callback.body["data"]["choices"]]
+    assert "default" in offered and QWEN_VISION_MODEL in offered
+    assert TEXT_ONLY_MODEL not in offered and len(offered) <= 25

@@ -116,7 +116,7 @@ async def test_without_guild_ids_commands_sync_globally_dms_off_and_refusals_sil
             await asyncio.wait_for(runner, timeout=5)
             await conversations.close()
 
-    assert {c["name"] for c in fake.commands["global"]} == {"ask", "reset"}
+    assert {c["name"] for c in fake.commands["global"]} == {"ask", "reset", "model"}
     assert fake.bot_messages(DM_CHANNEL_ID) == []
     assert fake.bot_messages(TEXT_CHANNEL_ID) == []  # no refusal note: silent
     assert fake.calls_to("POST", f"/messages/{blocked['id']}/threads") == []

@@ -19,10 +19,11 @@ from slack_sdk.signature import SignatureVerifier
 from adapters.slack import SlackAdapter
 from adapters.slack_events import conversation_key
 from bot.app import build_conversations
-from bot.config import Secrets, Settings, SlackSettings
+from bot.config import DEFAULT_MODEL, Secrets, Settings, SlackSettings
 from bot.conversations import Conversations
 from bot.messages import ConversationKey
-from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
+from bot.models.commands import NOT_ADMIN
+from tests.fakes.openrouter import FAKE_API_KEY, QWEN_VISION_MODEL, FakeOpenRouter
 from tests.fakes.slack import (
     BOT_ID,
     BOT_TOKEN,
@@ -165,7 +166,10 @@ async def running(**slack_options: Any) -> AsyncIterator[Harness]:
         slack.add_user(OTHER_USER, "bob", real_name="Bob Stone")
         options = {"update_interval_seconds": 0.05, **slack_options}
         settings = Settings(
-            store_url="memory://", base_url=router.base_url, slack=SlackSettings(**options)
+            store_url="memory://",
+            base_url=router.base_url,
+            admins=[USER],
+            slack=SlackSettings(**options),
         )
         secrets = Secrets(
             openrouter_api_key=FAKE_API_KEY,
@@ -469,6 +473,59 @@ async def test_reset_command_forgets_the_users_latest_conversation_here(
     assert status == 200
     assert not await harness.conversations.is_active(_key(CHANNEL, question.ts))
     assert "forgotten" in harness.slack.responses[-1]["text"]
+
+
+# --- /ask model ---
+
+
+async def _model_command(harness: Harness, text: str, *, user: str = USER) -> dict[str, Any]:
+    """`/ask TEXT`'s ephemeral answer, with no question posted and no model call."""
+    calls = len(harness.router.chat_requests)
+    status, body, _ = await harness.command(text, user=user)
+    await harness.settle()
+    assert status == 200 and body == ""
+    assert len(harness.router.chat_requests) == calls
+    response = harness.slack.responses[-1]
+    assert response["response_type"] == "ephemeral"
+    return response
+
+
+async def test_an_admin_sets_the_channels_model_and_the_next_answer_uses_it(
+    harness: Harness,
+) -> None:
+    set_reply = await _model_command(harness, f"model {QWEN_VISION_MODEL}")
+    assert QWEN_VISION_MODEL in set_reply["text"]
+    assert harness.slack.top_level(CHANNEL) == []  # answered to the admin alone
+
+    await harness.command("which model answers here?")
+    await harness.settle()
+    assert harness.chat_bodies()[-1]["model"] == QWEN_VISION_MODEL
+    shown = await _model_command(harness, "model", user=OTHER_USER)
+    assert QWEN_VISION_MODEL in shown["text"]
+
+    cleared = await _model_command(harness, "model default")
+    assert "back to" in cleared["text"]
+    await harness.command("and now?")
+    await harness.settle()
+    assert harness.chat_bodies()[-1]["model"] == DEFAULT_MODEL
+
+
+async def test_model_is_refused_to_someone_not_in_admins(harness: Harness) -> None:
+    refused = await _model_command(harness, f"model {QWEN_VISION_MODEL}", user=OTHER_USER)
+    assert refused["text"] == NOT_ADMIN
+    await harness.command("which model answers here?", user=OTHER_USER)
+    await harness.settle()
+    assert harness.chat_bodies()[-1]["model"] == DEFAULT_MODEL
+
+
+async def test_model_shows_the_channels_model_and_a_question_about_models_is_still_asked(
+    harness: Harness,
+) -> None:
+    shown = await _model_command(harness, "model")
+    assert DEFAULT_MODEL in shown["text"]
+    await harness.command("model of this car?")
+    await harness.settle()
+    assert user_texts(harness.chat_bodies()[-1]) == ["Alice: model of this car?"]
 
 
 async def test_reset_command_without_a_conversation_explains_where_to_reset(

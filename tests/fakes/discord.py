@@ -293,9 +293,15 @@ class FakeDiscord(LoopbackServer):
         channel_id: int = TEXT_CHANNEL_ID,
         user: dict[str, Any] = ALICE,
         attachments: dict[str, dict[str, Any]] | None = None,
+        permissions: str = ALL_PERMISSIONS,
     ) -> dict[str, Any]:
-        """An application command invocation, dispatched as INTERACTION_CREATE. Returns the payload."""
-        interaction = self._interaction(name, options or [], channel_id, user, attachments or {})
+        """An application command invocation, dispatched as INTERACTION_CREATE. Returns the payload.
+
+        `permissions`: the member's resolved permissions in the channel, as Discord sends them.
+        """
+        interaction = self._interaction(
+            name, options or [], channel_id, user, attachments or {}, permissions
+        )
         await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction
 
@@ -744,6 +750,7 @@ class FakeDiscord(LoopbackServer):
         channel_id: int,
         user: dict[str, Any],
         attachments: dict[str, dict[str, Any]],
+        permissions: str = ALL_PERMISSIONS,
     ) -> dict[str, Any]:
         token = f"interaction-token-{snowflake()}"
         self._interaction_channels[token] = channel_id
@@ -776,7 +783,7 @@ class FakeDiscord(LoopbackServer):
                 guild_locale="en-US",
                 context=0,
                 channel=channel,
-                member={**_member([MEMBER_ROLE_ID]), "user": user, "permissions": ALL_PERMISSIONS},
+                member={**_member([MEMBER_ROLE_ID]), "user": user, "permissions": permissions},
                 authorizing_integration_owners={"0": str(GUILD_ID)},
             )
         else:
