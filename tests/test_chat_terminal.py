@@ -14,7 +14,6 @@ import sys
 import time
 import zlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,9 +24,9 @@ from adapters.console_files import ConsoleError, byte_limit
 from bot.cli import _parser
 from bot.config import Settings
 from bot.conversations import CUT_OFF_NOTE
-from tests.fakes.openrouter import FAKE_API_KEY, LLAMA_VISION_MODEL, FakeOpenRouter
+from tests.cli_support import ROOT, glimpse_env, run_glimpse
+from tests.fakes.openrouter import LLAMA_VISION_MODEL, FakeOpenRouter
 
-ROOT = Path(__file__).resolve().parents[1]
 STORY = (
     "Once upon a time a small red boat crossed a calm lake at sunset, and every fish in the "
     "water swam along behind it to see where it would go."
@@ -42,13 +41,6 @@ WITH_TERMINAL = (
 )
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeOpenRouter]:
     async with FakeOpenRouter(reply=STORY) as server:
@@ -56,38 +48,11 @@ async def fake() -> AsyncIterator[FakeOpenRouter]:
 
 
 def _env(fake: FakeOpenRouter, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GLIMPSE_", "OPENROUTER_", "DISCORD_", "SLACK_"))
-    }
-    env.update(
-        OPENROUTER_API_KEY=FAKE_API_KEY,
-        OPENROUTER_BASE_URL=fake.base_url,
-        GLIMPSE_STORE_URL=f"sqlite:///{tmp_path / 'glimpse.db'}",
-        GLIMPSE_MAX_RETRIES="1",
-        USER="tester",
-        TERM="xterm",
-    )
-    env.update(extra)
-    return env
+    store_url = f"sqlite:///{tmp_path / 'glimpse.db'}"
+    return glimpse_env(fake, store_url=store_url, **{"TERM": "xterm", **extra})
 
 
-async def _glimpse(*args: str, env: dict[str, str], stdin: str = "") -> Run:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=ROOT,
-    )
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
-    assert process.returncode is not None
-    return Run(process.returncode, out.decode(), err.decode())
+_glimpse = run_glimpse
 
 
 class Terminal:

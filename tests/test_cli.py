@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import os
 import re
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,15 +14,9 @@ from PIL import Image
 
 import bot.cli
 from bot.config import ConfigError, StartupError
+from tests.cli_support import Run, glimpse_env, run_glimpse
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
+from tests.fakes.openrouter import FakeOpenRouter
 
 
 @pytest.fixture
@@ -36,36 +26,10 @@ async def fake() -> AsyncIterator[FakeOpenRouter]:
 
 
 def _env(fake: FakeOpenRouter, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GLIMPSE_", "OPENROUTER_", "DISCORD_", "SLACK_"))
-    }
-    env.update(
-        OPENROUTER_API_KEY=FAKE_API_KEY,
-        OPENROUTER_BASE_URL=fake.base_url,
-        GLIMPSE_STORE_URL=f"sqlite:///{tmp_path / 'glimpse.db'}",
-        GLIMPSE_MAX_RETRIES="1",
-        USER="tester",
-    )
-    env.update(extra)
-    return env
+    return glimpse_env(fake, store_url=f"sqlite:///{tmp_path / 'glimpse.db'}", **extra)
 
 
-async def _glimpse(*args: str, env: dict[str, str], stdin: str = "") -> Run:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
-    assert process.returncode is not None
-    return Run(process.returncode, out.decode(), err.decode())
+_glimpse = run_glimpse
 
 
 def _photo(tmp_path: Path) -> Path:

@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_support import ROOT, clean_environ, run_glimpse
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 
 
 async def _glimpse(*args: str, cwd: Path, **env: str) -> tuple[int, str]:
     """Run `glimpse` in `cwd` with only the given Glimpse settings; its exit code and stderr."""
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GLIMPSE_", "OPENROUTER_", "DISCORD_", "SLACK_"))
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=cwd,
-        env={**clean, "PYTHONPATH": str(Path(__file__).parents[1]), **env},
-    )
-    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, err.decode()
+    run = await run_glimpse(*args, env={**clean_environ(), "PYTHONPATH": str(ROOT), **env}, cwd=cwd)
+    return run.code, run.err
 
 
 async def test_run_refuses_a_relative_sqlite_path_in_one_line(tmp_path: Path) -> None:

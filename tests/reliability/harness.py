@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 import socket
 import sys
@@ -23,6 +22,8 @@ from bot.app import build_conversations
 from bot.config import Secrets, Settings, SlackSettings
 from bot.conversations import Conversations
 from bot.messages import ConversationKey, ImageRef, IncomingMessage
+from tests import cli_support
+from tests.cli_support import Run, run_glimpse
 from tests.discord_support import DiscordEnv, connected_discord
 from tests.fakes.discord import GUILD_ID
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
@@ -277,55 +278,25 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
 # --- glimpse as a process ---
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-
 def glimpse_env(router: FakeOpenRouter, *, store_url: str, **extra: str) -> dict[str, str]:
-    """A clean environment for `python -m bot.cli` against the fake OpenRouter."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("GLIMPSE_", "OPENROUTER_", "DISCORD_", "SLACK_"))
-    }
-    env.update(
-        OPENROUTER_API_KEY=FAKE_API_KEY,
-        OPENROUTER_BASE_URL=router.base_url,
-        GLIMPSE_STORE_URL=store_url,
-        GLIMPSE_MAX_RETRIES="1",
-        GLIMPSE_RETENTION_DAYS="0",
-        USER="tester",
-        PYTHONPATH=str(ROOT),
+    """A clean environment for `python -m bot.cli` against the fake OpenRouter, no retention pruning."""
+    return cli_support.glimpse_env(
+        router, store_url=store_url, **{"GLIMPSE_RETENTION_DAYS": "0", **extra}
     )
-    env.update(extra)
-    return env
 
 
 async def glimpse(*args: str | bytes, env: dict[str, str], stdin: str = "") -> Run:
     """Run `python -m bot.cli COMMAND --log-level DEBUG ARGS` to the end; its output is checked for secrets."""
     command, *rest = args
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
+    run = await run_glimpse(
         command,
         "--log-level",
         "DEBUG",
         *rest,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
         env=env,
-        cwd=ROOT,
+        stdin=stdin,
+        seconds=PROCESS_TIMEOUT_SECONDS,
     )
-    out, err = await asyncio.wait_for(
-        process.communicate(stdin.encode()), timeout=PROCESS_TIMEOUT_SECONDS
-    )
-    assert process.returncode is not None
-    run = Run(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
     WATCH.scan("glimpse stdout", run.out)
     WATCH.scan("glimpse stderr", run.err)
     return run
