@@ -18,8 +18,9 @@ from adapters.discord import GlimpseDiscord, create_client
 from adapters.discord_translate import root_key
 from bot.app import build_conversations
 from bot.config import Secrets, Settings
-from bot.conversations import Conversations, Outcome
-from bot.messages import IncomingMessage, ReplySink
+from bot.conversations import Conversations
+from bot.messages import IncomingMessage
+from tests.core_support import record_handed_over
 from tests.fakes.discord import DM_CHANNEL_ID, GUILD_ID, TEXT_CHANNEL_ID, FakeDiscord
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 
@@ -69,7 +70,7 @@ async def connected_discord(
         await conversations.start()
         client = create_client(conversations, settings, secrets, guild_ready_timeout=0.05)
         env = DiscordEnv(fake, router, client, conversations)
-        _record_incoming(env)
+        record_handed_over(env.conversations, env.incoming)
         runner = asyncio.create_task(client.start(fake.token))
         try:
             await asyncio.wait_for(client.wait_until_ready(), timeout=READY_TIMEOUT_SECONDS)
@@ -79,17 +80,6 @@ async def connected_discord(
             await asyncio.wait_for(runner, timeout=STOP_TIMEOUT_SECONDS)
             await conversations.close()
             discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
-
-
-def _record_incoming(env: DiscordEnv) -> None:
-    """Keep what the adapter hands the core in `env.incoming`, then let the core answer it."""
-    handle = env.conversations.handle
-
-    async def recording(message: IncomingMessage, sink: ReplySink) -> Outcome:
-        env.incoming.append(message)
-        return await handle(message, sink)
-
-    env.conversations.handle = recording  # type: ignore[method-assign]
 
 
 # --- helpers for tests that drive Discord ---

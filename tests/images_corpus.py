@@ -224,3 +224,16 @@ def zip_bytes() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("photo.jpg", jpeg_bytes((16, 16)))
     return buffer.getvalue()
+
+
+# Where the stored image's left (red) half ends up, per EXIF orientation: (size, red pixel, blue pixel).
+ORIENTED = {
+    1: ((400, 200), (100, 100), (300, 100)),
+    2: ((400, 200), (300, 100), (100, 100)),  # mirrored
+    3: ((400, 200), (300, 100), (100, 100)),  # turned 180°
+    4: ((400, 200), (100, 100), (300, 100)),  # mirrored top to bottom
+    5: ((200, 400), (100, 100), (100, 300)),  # transposed
+    6: ((200, 400), (100, 100), (100, 300)),  # turned 90° clockwise
+    7: ((200, 400), (100, 300), (100, 100)),  # transversed
+    8: ((200, 400), (100, 300), (100, 100)),  # turned 90° anticlockwise
+}

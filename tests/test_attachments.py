@@ -30,6 +30,7 @@ from bot.messages import ConversationKey, FileRef, ImageRef, IncomingMessage, Qu
 from bot.tokens import TokenCounter
 from tests import images_corpus as ic
 from tests import pdf_corpus as pc
+from tests.core_support import counted_tokens, message_texts
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 from tests.fakes.sink import RecordingSink
 
@@ -382,27 +383,6 @@ def _message(text: str, **extra: Any) -> IncomingMessage:
     return IncomingMessage(key=KEY, message_id=f"m{next(_ids)}", author_id="u1", text=text, **extra)
 
 
-def _texts(body: dict[str, Any]) -> list[str]:
-    out = []
-    for message in body["messages"]:
-        content = message["content"]
-        if isinstance(content, list):
-            content = "".join(part.get("text", "") for part in content)
-        out.append(content)
-    return out
-
-
-def _counted(body: dict[str, Any], counter: TokenCounter) -> int:
-    """The request's prompt tokens counted independently of the builder (one token per image)."""
-    total = counter.dialog_overhead()
-    for message, text in zip(body["messages"], _texts(body), strict=True):
-        images = 0
-        if isinstance(message["content"], list):
-            images = sum(part["type"] == "image_url" for part in message["content"])
-        total += counter.message(message["role"], text, images=images)
-    return total
-
-
 async def test_a_2_mb_log_reaches_the_model_head_and_tail_within_the_budget(
     service: Conversations, fake: FakeOpenRouter, counter: TokenCounter
 ) -> None:
@@ -416,11 +396,11 @@ async def test_a_2_mb_log_reaches_the_model_head_and_tail_within_the_budget(
     )
     assert outcome.status is Status.ANSWERED
     body = fake.chat_requests[-1].body
-    assert _counted(body, counter) == outcome.request.prompt_tokens <= BUDGET  # type: ignore[union-attr]
-    turn = _texts(body)[-1]
+    assert counted_tokens(body, counter) == outcome.request.prompt_tokens <= BUDGET  # type: ignore[union-attr]
+    turn = message_texts(body)[-1]
     assert turn.startswith(question + "\n\n```log error.log\n2026-12-03 22:00:00 INFO worker 0")
     assert turn.endswith("ERROR worker 3: disk quota exceeded on /var/lib\n```")
-    assert "what happened before this?" in _texts(body)  # a little history still fits
+    assert "what happened before this?" in message_texts(body)  # a little history still fits
     [notice] = sink.notices
     assert notice.startswith("error.log was too long for the model, so I read its first ")
     assert not outcome.request.user_text_shortened  # type: ignore[union-attr]
@@ -437,7 +417,7 @@ async def test_a_utf16_file_and_a_code_file_reach_the_model_fenced_under_their_n
         ),
         RecordingSink(),
     )
-    turn = _texts(fake.chat_requests[-1].body)[-1]
+    turn = message_texts(fake.chat_requests[-1].body)[-1]
     assert turn == (
         "summarise\n\n```text liste.txt\nEinkaufsliste: Äpfel, Birnen\n```"
         "\n\n```python main.py\ndef main():\n    return 42\n```"
@@ -448,7 +428,7 @@ async def test_a_file_without_a_question_gets_the_default_one(
     service: Conversations, fake: FakeOpenRouter
 ) -> None:
     await service.handle(_message("", files=(FileRef("a.md", data=b"# Title\n"),)), RecordingSink())
-    assert _texts(fake.chat_requests[-1].body)[-1].startswith(
+    assert message_texts(fake.chat_requests[-1].body)[-1].startswith(
         "What can you tell me about this file?\n\n```markdown a.md\n# Title\n```"
     )
 
@@ -459,7 +439,7 @@ async def test_a_pdf_made_here_reaches_the_model_as_its_text(
     pdf = pc.text_pdf([["Invoice 2026-113", "Total due: 420 EUR"]])
     sink = RecordingSink()
     await service.handle(_message("how much?", files=(FileRef("invoice.pdf", data=pdf),)), sink)
-    assert _texts(fake.chat_requests[-1].body)[-1] == (
+    assert message_texts(fake.chat_requests[-1].body)[-1] == (
         "how much?\n\n```text invoice.pdf\nInvoice 2026-113\nTotal due: 420 EUR\n```"
     )
     assert sink.notices == []
@@ -475,7 +455,7 @@ async def test_half_text_half_binary_is_refused_and_the_question_still_answered(
     )
     assert sink.notices == ["dump.log is not text (binary data), so I skipped it."]
     assert outcome.status is Status.ANSWERED
-    assert _texts(fake.chat_requests[-1].body)[-1] == "what is this?"
+    assert message_texts(fake.chat_requests[-1].body)[-1] == "what is this?"
 
 
 async def test_only_unreadable_files_and_no_question_is_answered_with_the_sentences(
@@ -501,7 +481,7 @@ async def test_a_text_file_in_a_reply_quote_reaches_the_quote_s_turn(
         files=(FileRef("deploy.log", data=b"step 3: permission denied\n"),),
     )
     await service.handle(_message("what went wrong?", quoted=(quote,)), RecordingSink())
-    *_, quoted, own = _texts(fake.chat_requests[-1].body)
+    *_, quoted, own = message_texts(fake.chat_requests[-1].body)
     assert quoted.endswith(
         "the deploy failed again\n\n```log deploy.log\nstep 3: permission denied\n```"
     )
@@ -515,7 +495,7 @@ async def test_a_forwarded_file_joins_the_message_s_own_turn(
         kind="forward", text="see attached", files=(FileRef("todo.txt", data=b"ship it\n"),)
     )
     await service.handle(_message("thoughts?", quoted=(forward,)), RecordingSink())
-    assert _texts(fake.chat_requests[-1].body)[-1] == (
+    assert message_texts(fake.chat_requests[-1].body)[-1] == (
         "thoughts?\n\n[forwarded message]\nsee attached\n\n```text todo.txt\nship it\n```"
     )
 

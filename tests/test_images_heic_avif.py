@@ -19,18 +19,6 @@ from tests import images_corpus as corpus
 LIMITS = {"max_pixels": 50_000_000, "max_side": 1120}
 FORMATS = ("HEIF", "AVIF")
 
-# Where the stored image's left (red) half ends up, per EXIF orientation: (size, red pixel, blue pixel).
-ORIENTED = {
-    1: ((400, 200), (100, 100), (300, 100)),
-    2: ((400, 200), (300, 100), (100, 100)),  # mirrored
-    3: ((400, 200), (300, 100), (100, 100)),  # turned 180°
-    4: ((400, 200), (100, 100), (300, 100)),  # mirrored top to bottom
-    5: ((200, 400), (100, 100), (100, 300)),  # transposed
-    6: ((200, 400), (100, 100), (100, 300)),  # turned 90° clockwise
-    7: ((200, 400), (100, 300), (100, 100)),  # transversed
-    8: ((200, 400), (100, 300), (100, 100)),  # turned 90° anticlockwise
-}
-
 
 def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
@@ -50,7 +38,7 @@ def refusal_for(data: bytes, name: str, **limits: int) -> str:
 
 
 def assert_turned_once(data: bytes, orientation: int = 6) -> None:
-    size, red_at, blue_at = ORIENTED[orientation]
+    size, red_at, blue_at = corpus.ORIENTED[orientation]
     image = decode(data).convert("RGB")
     assert image.size == size
     assert close_to(image.getpixel(red_at), corpus.RED)
@@ -98,7 +86,7 @@ def test_a_large_heic_or_avif_is_downscaled_to_the_long_side(fmt: str) -> None:
     assert (prepared.width, prepared.height) == (800, 600)
 
 
-@pytest.mark.parametrize("orientation", sorted(ORIENTED))
+@pytest.mark.parametrize("orientation", sorted(corpus.ORIENTED))
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_orientation_of_a_heic_or_avif_is_applied_exactly_once(
     fmt: str, orientation: int

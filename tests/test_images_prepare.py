@@ -199,23 +199,10 @@ def test_exif_orientation_6_rotates_clockwise() -> None:
     )  # not rotated twice by viewers
 
 
-# Where the stored image's left (red) half ends up, per EXIF orientation: (size, red pixel, blue pixel).
-ORIENTED = {
-    1: ((400, 200), (100, 100), (300, 100)),
-    2: ((400, 200), (300, 100), (100, 100)),  # mirrored
-    3: ((400, 200), (300, 100), (100, 100)),  # turned 180°
-    4: ((400, 200), (100, 100), (300, 100)),  # mirrored top to bottom
-    5: ((200, 400), (100, 100), (100, 300)),  # transposed
-    6: ((200, 400), (100, 100), (100, 300)),  # turned 90° clockwise
-    7: ((200, 400), (100, 300), (100, 100)),  # transversed
-    8: ((200, 400), (100, 300), (100, 100)),  # turned 90° anticlockwise
-}
-
-
-@pytest.mark.parametrize("orientation", sorted(ORIENTED))
+@pytest.mark.parametrize("orientation", sorted(corpus.ORIENTED))
 def test_every_exif_orientation_is_applied_once(orientation: int) -> None:
     data = corpus.left_red_right_blue_jpeg(orientation=orientation)
-    size, red_at, blue_at = ORIENTED[orientation]
+    size, red_at, blue_at = corpus.ORIENTED[orientation]
     prepared = prepare_image(data, "phone.jpg", **LIMITS)
     image = decode(prepared.data).convert("RGB")
     assert image.size == size

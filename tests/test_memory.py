@@ -22,6 +22,7 @@ from bot.ledger import open_ledger, utc_day
 from bot.memory.speakers import SPEAKERS_NOTE
 from bot.messages import ConversationKey, ImageRef, IncomingMessage, QuotedMessage
 from bot.tokens import TokenCounter
+from tests.core_support import counted_tokens, message_texts
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 from tests.fakes.sink import RecordingSink
 from tests.redis_support import delete_prefix, require_redis, store_url, unique_prefix
@@ -102,28 +103,6 @@ def _summaries(fake: FakeOpenRouter) -> list[dict[str, Any]]:
     return [r.body for r in fake.chat_requests if not r.body.get("stream")]
 
 
-def _texts(body: dict[str, Any]) -> list[str]:
-    """Each message's text, images left out."""
-    out = []
-    for message in body["messages"]:
-        content = message["content"]
-        if isinstance(content, list):
-            content = "".join(part.get("text", "") for part in content)
-        out.append(content)
-    return out
-
-
-def _counted(body: dict[str, Any], counter: TokenCounter) -> int:
-    """The request's prompt tokens counted independently of the builder (one token per image)."""
-    total = counter.dialog_overhead()
-    for message, text in zip(body["messages"], _texts(body), strict=True):
-        images = 0
-        if isinstance(message["content"], list):
-            images = sum(part["type"] == "image_url" for part in message["content"])
-        total += counter.message(message["role"], text, images=images)
-    return total
-
-
 def _fact_message(i: int) -> str:
     colour = ["red", "teal", "amber", "violet", "olive"][i % 5]
     return f"Remember this: fact-{i} is {colour}. " + "Some chatter around it, nothing more. " * 6
@@ -142,7 +121,7 @@ async def test_two_people_in_a_thread_both_reach_the_model_by_name(
         _message("No, an egret", user="u2", name="Bob <@U999>\nevil", shared=True), RecordingSink()
     )
 
-    texts = _texts(_answers(fake)[-1])
+    texts = message_texts(_answers(fake)[-1])
     assert SPEAKERS_NOTE.strip() in texts[0]
     assert "alice: I think it's a heron" in texts
     assert texts[-1] == "Bob evil: No, an egret"  # one line, no mention syntax
@@ -152,7 +131,7 @@ async def test_names_are_not_sent_in_a_one_person_conversation(
     service: Conversations, fake: FakeOpenRouter
 ) -> None:
     await service.handle(_message("hello there", name="alice"), RecordingSink())
-    texts = _texts(_answers(fake)[-1])
+    texts = message_texts(_answers(fake)[-1])
     assert texts[-1] == "hello there" and SPEAKERS_NOTE.strip() not in texts[0]
 
 
@@ -166,7 +145,7 @@ async def test_speakers_survive_a_restart(fake: FakeOpenRouter, tmp_path: Path) 
         await second.handle(_message("and the sail?", name="bob", shared=True), RecordingSink())
     finally:
         await second.close()
-    assert "alice: the boat is red" in _texts(_answers(fake)[-1])
+    assert "alice: the boat is red" in message_texts(_answers(fake)[-1])
 
 
 # --- summaries ---
@@ -184,17 +163,17 @@ async def test_a_long_conversation_keeps_its_first_fact_in_a_summary_and_never_o
         await service.idle()
 
     for body in _answers(fake):
-        assert _counted(body, counter) + MAX_OUTPUT + MARGIN <= CONTEXT
+        assert counted_tokens(body, counter) + MAX_OUTPUT + MARGIN <= CONTEXT
     for body in _summaries(fake):
-        assert _counted(body, counter) + body["max_tokens"] + MARGIN <= CONTEXT
+        assert counted_tokens(body, counter) + body["max_tokens"] + MARGIN <= CONTEXT
         assert body["stream"] is False and "stream_options" not in body
 
     last = _answers(fake)[-1]
-    first_turn_sent = any("fact-0 is red" in text for text in _texts(last)[1:])
+    first_turn_sent = any("fact-0 is red" in text for text in message_texts(last)[1:])
     assert not first_turn_sent, "the first turns should have been dropped by now"
     assert SUMMARY_HEADER.strip() in last["messages"][0]["content"]
     assert "fact-0 is red" in last["messages"][0]["content"]
-    all_text = "\n".join(_texts(last))
+    all_text = "\n".join(message_texts(last))
     assert all(f"fact-{i} is" in all_text for i in range(20))
     # Several answers per summary call, not one each.
     assert 1 <= len(_summaries(fake)) <= 8
@@ -330,7 +309,7 @@ async def test_an_older_image_is_described_by_what_the_model_said_about_it(
     await service.handle(_message("And this?", images=(second,)), RecordingSink())
     await service.handle(_message("And the first photo?"), RecordingSink())
 
-    texts = _texts(_answers(fake)[-1])
+    texts = message_texts(_answers(fake)[-1])
     older = next(text for text in texts if "first.jpg" in text)
     assert 'no longer visible. What you said about it then: "A blue square on white."' in older
 
@@ -354,7 +333,7 @@ async def test_a_reply_to_someones_photo_brings_it_with_its_author(
     assert (await service.handle(message, RecordingSink())).status is Status.ANSWERED
 
     body = _answers(fake)[-1]
-    texts = _texts(body)
+    texts = message_texts(body)
     assert texts[-2] == (
         "bob: [attached image: cat.jpg]\n[the message alice is replying to]\nlook at my cat"
     )
@@ -364,7 +343,7 @@ async def test_a_reply_to_someones_photo_brings_it_with_its_author(
     # Quoting the same message again does not bring it in twice.
     again = _message("and its age?", name="alice", shared=True, quoted=(quoted,))
     await service.handle(again, RecordingSink())
-    assert sum("look at my cat" in text for text in _texts(_answers(fake)[-1])) == 1
+    assert sum("look at my cat" in text for text in message_texts(_answers(fake)[-1])) == 1
 
 
 async def test_a_bare_mention_replying_to_a_message_asks_about_it(
@@ -373,7 +352,7 @@ async def test_a_bare_mention_replying_to_a_message_asks_about_it(
     quoted = QuotedMessage(kind="reply", text="the build fails on arm64", author_name="bob")
     outcome = await service.handle(_message("", quoted=(quoted,)), RecordingSink())
     assert outcome.status is Status.ANSWERED
-    texts = _texts(_answers(fake)[-1])
+    texts = message_texts(_answers(fake)[-1])
     assert texts[-2] == "[the message I am replying to, from bob]\nthe build fails on arm64"
     assert texts[-1] == "What can you tell me about this message?"
 
@@ -388,6 +367,6 @@ async def test_a_forwarded_photo_is_part_of_the_forwarders_turn(
 
     body = _answers(fake)[-1]
     assert body["messages"][-1]["content"][0]["type"] == "image_url"
-    assert _texts(body)[-1] == (
+    assert message_texts(body)[-1] == (
         "carol: [attached image: receipt.jpg]\n[forwarded message]\ntotal 42 EUR"
     )

@@ -14,8 +14,8 @@ import pytest_asyncio
 
 from adapters.discord_translate import thread_name
 from bot.config import Settings
-from bot.conversations import Outcome
-from bot.messages import FileRef, ImageRef, IncomingMessage, ReplySink
+from bot.messages import FileRef, ImageRef
+from tests.core_support import record_handed_over
 from tests.discord_support import (
     DiscordEnv,
     connected_discord,
@@ -66,19 +66,6 @@ async def discord_env() -> AsyncIterator[DiscordEnv]:
 async def slack() -> AsyncIterator[Harness]:
     async with running() as h:
         yield h
-
-
-def handed_over(h: Harness) -> list[IncomingMessage]:
-    """Every IncomingMessage the Slack adapter hands the core, in order (the core still answers)."""
-    seen: list[IncomingMessage] = []
-    handle = h.conversations.handle
-
-    async def recording(incoming: IncomingMessage, sink: ReplySink) -> Outcome:
-        seen.append(incoming)
-        return await handle(incoming, sink)
-
-    h.conversations.handle = recording  # type: ignore[method-assign]
-    return seen
 
 
 def cdn_ref(fake: FakeDiscord, name: str, mime_type: str | None, size: int) -> FileRef:
@@ -210,7 +197,7 @@ def test_a_thread_without_a_question_is_named_after_the_first_image_else_the_fir
 async def test_slack_mention_with_a_text_file_hands_it_over_with_the_bearer_token(
     slack: Harness,
 ) -> None:
-    seen = handed_over(slack)
+    seen = record_handed_over(slack.conversations)
     log = slack.slack.add_file("error.log", LOG, "text/plain")
     photo = slack.slack.add_file("boat.png", png(), "image/png")
     await slack.event(mention("why does this fail?", files=[log, photo]))
@@ -223,7 +210,7 @@ async def test_slack_mention_with_a_text_file_hands_it_over_with_the_bearer_toke
 
 
 async def test_slack_thread_first_message_brings_its_file(slack: Harness) -> None:
-    seen = handed_over(slack)
+    seen = record_handed_over(slack.conversations)
     pdf = slack.slack.add_file("invoice.pdf", PDF, "application/pdf")
     parent = slack.slack.add_user_message(CHANNEL, OTHER_USER, "the invoice", files=[pdf])
     await slack.event(mention("is this paid?", thread_ts=parent["ts"]))
@@ -235,7 +222,7 @@ async def test_slack_thread_first_message_brings_its_file(slack: Harness) -> Non
 
 
 async def test_slack_file_without_a_url_is_only_named(slack: Harness) -> None:
-    seen = handed_over(slack)
+    seen = record_handed_over(slack.conversations)
     gone = {"id": "F0GONE", "name": "gone.log", "mimetype": "text/plain", "mode": "tombstone"}
     event = mention("what was in it?", files=[gone])
     await slack.event(event)
@@ -248,7 +235,7 @@ async def test_slack_file_without_a_url_is_only_named(slack: Harness) -> None:
 
 
 async def test_slack_ask_reads_the_log_the_asker_just_uploaded(slack: Harness) -> None:
-    seen = handed_over(slack)
+    seen = record_handed_over(slack.conversations)
     log = slack.slack.add_file("error.log", LOG, "text/plain")
     slack.slack.add_user_message(CHANNEL, USER, "", files=[log])
     await slack.command("what's wrong in this log?")
@@ -261,7 +248,7 @@ async def test_slack_ask_reads_the_log_the_asker_just_uploaded(slack: Harness) -
 
 
 async def test_slack_ask_looks_up_a_slack_connect_upload(slack: Harness) -> None:
-    seen = handed_over(slack)
+    seen = record_handed_over(slack.conversations)
     log = slack.slack.add_file("shared.log", LOG, "text/plain")
     stub = {"id": log["id"], "mode": "hosted", "file_access": "check_file_info"}
     slack.slack.add_user_message(CHANNEL, USER, "", files=[stub])

@@ -14,8 +14,7 @@ from adapters.slack_events import message_id, parent_author, quotable
 from adapters.slack_format import from_slack
 from adapters.slack_lookups import LookupCache
 from adapters.slack_people import display_name
-from bot.conversations import Outcome
-from bot.messages import IncomingMessage, ReplySink
+from tests.core_support import record_handed_over
 from tests.fakes.slack import BOT_ID, BOT_TOKEN, BOT_USER_ID, Posted
 from tests.test_slack import (
     CHANNEL,
@@ -40,19 +39,6 @@ async def harness() -> AsyncIterator[Harness]:
         yield h
 
 
-def handed_over(h: Harness) -> list[IncomingMessage]:
-    """Every IncomingMessage the adapter hands the core, in order (the core still answers them)."""
-    seen: list[IncomingMessage] = []
-    handle = h.conversations.handle
-
-    async def recording(incoming: IncomingMessage, sink: ReplySink) -> Outcome:
-        seen.append(incoming)
-        return await handle(incoming, sink)
-
-    h.conversations.handle = recording  # type: ignore[method-assign,assignment]
-    return seen
-
-
 def user_contents(body: dict[str, Any]) -> list[Any]:
     return [m["content"] for m in body["messages"] if m["role"] == "user"]
 
@@ -71,7 +57,7 @@ def warnings_about(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
 async def test_two_people_in_one_thread_reach_the_model_by_their_display_names(
     harness: Harness,
 ) -> None:
-    seen = handed_over(harness)
+    seen = record_handed_over(harness.conversations)
     first = mention("is this mushroom edible?")
     await harness.event(first)
     await harness.settle()
@@ -104,7 +90,7 @@ async def test_without_users_read_people_are_named_by_id_and_one_warning_says_th
 
 
 async def test_a_direct_message_is_not_name_prefixed(harness: Harness) -> None:
-    seen = handed_over(harness)
+    seen = record_handed_over(harness.conversations)
     await harness.event(message("hi, what can you do?", channel=DM, channel_type="im"))
     await harness.settle()
     [incoming] = seen
@@ -113,7 +99,7 @@ async def test_a_direct_message_is_not_name_prefixed(harness: Harness) -> None:
 
 
 async def test_a_group_dm_is_name_prefixed(harness: Harness) -> None:
-    seen = handed_over(harness)
+    seen = record_handed_over(harness.conversations)
     await harness.event(
         {**mention("hi both", channel=GROUP_DM, kind="message"), "channel_type": "mpim"}
     )
@@ -143,7 +129,7 @@ async def test_names_are_looked_up_once_per_person(harness: Harness) -> None:
 
 
 async def test_slash_command_askers_are_named_by_display_name(harness: Harness) -> None:
-    seen = handed_over(harness)
+    seen = record_handed_over(harness.conversations)
     await harness.command("what is a lighthouse?")
     await harness.settle()
     [incoming] = seen
@@ -152,7 +138,7 @@ async def test_slash_command_askers_are_named_by_display_name(harness: Harness) 
 
 async def test_slash_command_falls_back_to_the_commands_user_name(harness: Harness) -> None:
     harness.slack.withheld_scopes.add("users:read")
-    seen = handed_over(harness)
+    seen = record_handed_over(harness.conversations)
     await harness.command("what is a lighthouse?", channel=DM)
     await harness.settle()
     [incoming] = seen
@@ -189,7 +175,7 @@ async def test_a_slow_users_info_costs_the_name_not_the_answer(
 async def test_a_mention_in_someone_elses_thread_brings_its_first_message_and_photo(
     harness: Harness,
 ) -> None:
-    seen = handed_over(harness)
+    seen = record_handed_over(harness.conversations)
     photo = harness.slack.add_file("cat.png", png("orange"), "image/png")
     parent = harness.slack.add_user_message(
         CHANNEL, OTHER_USER, "look at my cat, <@U0ALICE01>", files=[photo]
@@ -247,7 +233,7 @@ async def test_a_thread_we_already_answered_in_is_not_read_again(harness: Harnes
 async def test_a_thread_under_the_bots_own_message_brings_nothing(harness: Harness) -> None:
     ours = Posted(CHANNEL, next_ts(), "*<@U0ALICE01> asks:* what is a lighthouse?", None)
     harness.slack.messages.append(ours)
-    seen = handed_over(harness)
+    seen = record_handed_over(harness.conversations)
     await harness.event(mention("and a windmill?", thread_ts=ours.ts))
     await harness.settle()
     assert seen[0].quoted == ()
