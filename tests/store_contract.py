@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from bot.inbox import InboxEntry, InboxThread, State, event_id_of
 from bot.messages import ConversationKey
 from bot.store import Store, StoreError
 from bot.turns import PreparedImage, Summary, Turn, Usage
@@ -54,6 +55,27 @@ def texts(turns: list[Turn]) -> list[str]:
 
 def summary(text: str = "They talked about cats.", *, through: float = 1_718_000_010.0) -> Summary:
     return Summary(text=text, tokens=6, through=through, updated_at=1_718_000_020.0)
+
+
+def entry(
+    message_id: str = "m1",
+    *,
+    key: ConversationKey = KEY,
+    claimed_at: float = 1_718_000_000.0,
+    updated_at: float | None = None,
+    state: State = State.CLAIMED,
+    instance: str = "host-a:1",
+) -> InboxEntry:
+    return InboxEntry(
+        event_id=event_id_of(key.platform, key.workspace, message_id),
+        key=key,
+        message_id=message_id,
+        state=state,
+        message='{"text":"what is this?"}',
+        instance=instance,
+        claimed_at=claimed_at,
+        updated_at=claimed_at if updated_at is None else updated_at,
+    )
 
 
 class StoreContract:
@@ -435,6 +457,147 @@ class StoreContract:
         await store.open()
         assert await store.get_channel_model("discord", "guild-1", "channel-1") == "acme/kept"
 
+    # --- the inbox ---
+
+    async def test_an_unknown_event_has_no_inbox_entry(self, store: Store) -> None:
+        assert await store.inbox_get(event_id_of("discord", "guild-1", "nope")) is None
+
+    async def test_an_inbox_entry_round_trips(self, store: Store) -> None:
+        kept = replace(
+            entry("m:1/ü", key=ConversationKey("slack", "T:1", "C 1", "17.5")),
+            message=UNICODE_TEXT,
+            reply_id="1718000000.000200",
+            attempts=2,
+            claimed_at=1_718_000_000.125,
+            updated_at=1_718_000_001.5,
+            state=State.ANSWERING,
+        )
+        assert await store.inbox_record(kept)
+        assert await store.inbox_get(kept.event_id) == kept
+
+    async def test_a_message_is_recorded_once(self, store: Store) -> None:
+        first = entry(instance="first")
+        assert await store.inbox_record(first)
+        assert not await store.inbox_record(replace(first, instance="second"))
+        assert await store.inbox_get(first.event_id) == first
+
+    async def test_the_owner_moves_an_entry_from_claimed_to_answered(self, store: Store) -> None:
+        kept = entry()
+        await store.inbox_record(kept)
+        owner = kept.instance
+        assert await store.inbox_update(
+            kept.event_id, instance=owner, state=State.ANSWERING, reply_id="r1"
+        )
+        answering = await store.inbox_get(kept.event_id)
+        assert answering is not None
+        assert (answering.state, answering.reply_id) == (State.ANSWERING, "r1")
+        assert answering.updated_at > kept.updated_at
+        assert await store.inbox_update(kept.event_id, instance=owner, state=State.ANSWERED)
+        done = await store.inbox_get(kept.event_id)
+        assert done is not None and (done.state, done.reply_id) == (State.ANSWERED, "r1")
+        # A finished entry stays finished.
+        assert not await store.inbox_update(kept.event_id, instance=owner, state=State.FAILED)
+        assert not await store.inbox_update("slack:T1:unknown", instance=owner, state=State.FAILED)
+
+    async def test_another_instance_cannot_update_an_entry(self, store: Store) -> None:
+        kept = entry(instance="a")
+        await store.inbox_record(kept)
+        assert not await store.inbox_update(kept.event_id, instance="b", state=State.ANSWERED)
+        assert await store.inbox_get(kept.event_id) == kept
+
+    async def test_a_take_over_has_one_winner_and_counts_the_attempt(self, store: Store) -> None:
+        kept = replace(entry(instance="dead"), state=State.ANSWERING, reply_id="r1")
+        await store.inbox_record(kept)
+        won = await asyncio.gather(
+            *(store.inbox_take(kept.event_id, attempts=1, instance=f"i{n}") for n in range(8))
+        )
+        assert sorted(won) == [False] * 7 + [True]
+        taken = await store.inbox_get(kept.event_id)
+        assert taken is not None
+        assert (taken.state, taken.attempts, taken.reply_id) == (State.CLAIMED, 2, "r1")
+        assert taken.instance == f"i{won.index(True)}"
+        assert not await store.inbox_take(kept.event_id, attempts=1, instance="late")
+        assert not await store.inbox_update(kept.event_id, instance="dead", state=State.ANSWERED)
+        assert await store.inbox_update(kept.event_id, instance=taken.instance, state=State.FAILED)
+        assert not await store.inbox_take(kept.event_id, attempts=2, instance="after")
+
+    async def test_unfinished_lists_open_entries_in_the_window_oldest_claim_first(
+        self, store: Store
+    ) -> None:
+        t = 1_718_000_000.0
+        await store.inbox_record(entry("too-old", claimed_at=t - 100))
+        await store.inbox_record(entry("late", claimed_at=t + 20, updated_at=t + 40))
+        await store.inbox_record(entry("second", claimed_at=t + 10, updated_at=t + 11))
+        await store.inbox_record(entry("first", claimed_at=t + 1, updated_at=t + 12))
+        await store.inbox_record(entry("fresh", claimed_at=t + 30, updated_at=t + 60))
+        await store.inbox_record(entry("done", claimed_at=t + 2, state=State.ANSWERED))
+        await store.inbox_record(entry("gave-up", claimed_at=t + 3, state=State.FAILED))
+        found = await store.inbox_unfinished(updated_before=t + 50, claimed_after=t, limit=10)
+        assert [e.message_id for e in found] == ["first", "second", "late"]
+        first_two = await store.inbox_unfinished(updated_before=t + 50, claimed_after=t, limit=2)
+        assert [e.message_id for e in first_two] == ["first", "second"]
+        finished = await store.inbox_get(event_id_of("discord", "guild-1", "second"))
+        assert finished is not None
+        await store.inbox_update(
+            finished.event_id, instance=finished.instance, state=State.ANSWERED
+        )
+        found = await store.inbox_unfinished(updated_before=t + 50, claimed_after=t, limit=10)
+        assert [e.message_id for e in found] == ["first", "late"]
+
+    async def test_recent_threads_come_newest_first_with_their_newest_message(
+        self, store: Store
+    ) -> None:
+        t = 1_718_000_000.0
+        dm = ConversationKey("discord", "@me", "dm-1", "dm-1")
+        await store.inbox_record(entry("k1", key=KEY, claimed_at=t + 1))
+        await store.inbox_record(entry("o1", key=OTHER, claimed_at=t + 2))
+        await store.inbox_record(entry("k2", key=KEY, claimed_at=t + 3, state=State.ANSWERED))
+        await store.inbox_record(entry("d1", key=dm, claimed_at=t + 4))
+        await store.inbox_record(entry("gone", key=dm, claimed_at=t - 50))
+        assert await store.inbox_threads(since=t, limit=10) == [
+            InboxThread(dm, "d1", t + 4),
+            InboxThread(KEY, "k2", t + 3),
+            InboxThread(OTHER, "o1", t + 2),
+        ]
+        assert await store.inbox_threads(since=t, limit=10, platform="discord") == [
+            InboxThread(dm, "d1", t + 4),
+            InboxThread(KEY, "k2", t + 3),
+        ]
+        assert await store.inbox_threads(since=t, limit=1) == [InboxThread(dm, "d1", t + 4)]
+        assert await store.inbox_threads(since=t + 3.5, limit=10) == [InboxThread(dm, "d1", t + 4)]
+        assert await store.inbox_threads(since=t, limit=0) == []
+
+    async def test_inbox_prune_bounds_age_and_count(self, store: Store) -> None:
+        t = 1_718_000_000.0
+        for n in range(6):
+            await store.inbox_record(entry(f"m{n}", claimed_at=t + n, state=State.ANSWERED))
+        assert await store.inbox_prune(older_than=t + 1, keep=3) == 3  # m0 by age, m1 m2 by count
+        kept = [await store.inbox_get(event_id_of("discord", "guild-1", f"m{n}")) for n in range(6)]
+        assert [e is not None for e in kept] == [False, False, False, True, True, True]
+        assert await store.inbox_unfinished(updated_before=t + 10, claimed_after=0, limit=9) == []
+        assert await store.inbox_prune(older_than=t + 100, keep=10) == 3
+        assert await store.inbox_threads(since=0, limit=10) == []
+
+    async def test_prune_removes_inbox_entries_claimed_before_the_cutoff(
+        self, store: Store
+    ) -> None:
+        t = 1_718_000_000.0
+        await store.inbox_record(entry("old", claimed_at=t - 10))
+        await store.inbox_record(entry("new", claimed_at=t + 10))
+        await store.prune(t)
+        assert await store.inbox_get(event_id_of("discord", "guild-1", "old")) is None
+        assert await store.inbox_get(event_id_of("discord", "guild-1", "new")) is not None
+        found = await store.inbox_unfinished(updated_before=t + 100, claimed_after=0, limit=9)
+        assert [e.message_id for e in found] == ["new"]
+
+    async def test_an_invalid_inbox_entry_is_refused(self, store: Store) -> None:
+        with pytest.raises(ValueError):
+            await store.inbox_record(replace(entry(), attempts=-1))
+        with pytest.raises(ValueError):
+            await store.inbox_record(replace(entry(), claimed_at=float("nan")))
+        with pytest.raises(ValueError):
+            await store.inbox_record(replace(entry(), state="done"))  # type: ignore[arg-type]
+
     # --- lifecycle ---
 
     async def test_ping_on_an_open_store(self, store: Store) -> None:
@@ -466,3 +629,9 @@ class StoreContract:
             await store.set_channel_model("discord", "guild-1", "channel-1", "acme/model")
         with pytest.raises(StoreError):
             await store.channel_models()
+        with pytest.raises(StoreError):
+            await store.inbox_record(entry())
+        with pytest.raises(StoreError):
+            await store.inbox_get("discord:guild-1:m1")
+        with pytest.raises(StoreError):
+            await store.inbox_unfinished(updated_before=0, claimed_after=0, limit=1)

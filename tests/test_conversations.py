@@ -346,6 +346,8 @@ class BrokenStore:
 
     ping = load = append = reset = claim = prune = forget_user = _fail
     load_summary = save_summary = get_channel_model = set_channel_model = channel_models = _fail
+    inbox_record = inbox_get = inbox_update = inbox_take = inbox_unfinished = _fail
+    inbox_threads = inbox_prune = _fail
 
 
 async def test_a_store_outage_still_answers_and_says_it_cannot_remember(

@@ -15,6 +15,7 @@ from bot.messages import ConversationKey
 from bot.store import StoreError, open_store
 from bot.store import codec as store_codec
 from bot.store.redis import RedisStore, decode_turn, redis_target
+from bot.store.redis_inbox import DEFAULT_INBOX_TTL_SECONDS
 from bot.turns import PreparedImage, Summary, Turn, Usage
 from tests.redis_support import (
     RedisRelay,
@@ -24,6 +25,7 @@ from tests.redis_support import (
     unique_prefix,
 )
 from tests.store_contract import KEY, OTHER, StoreContract, numbered, texts, turn
+from tests.store_contract import entry as inbox_entry
 
 DAY_MS = 86400 * 1000
 
@@ -103,6 +105,15 @@ async def test_turns_expire_after_the_retention_and_appends_refresh_it(
     await raw.pexpire(conv_key(prefix), 5000)
     await store.append(KEY, [turn("again")])
     assert await raw.pttl(conv_key(prefix)) > 3_590_000
+
+
+async def test_inbox_entries_expire_by_themselves(
+    prefix: str, raw: redis.asyncio.Redis, opened: Callable[..., Awaitable[RedisStore]]
+) -> None:
+    store = await opened(require_redis(), prefix=prefix)
+    await store.inbox_record(inbox_entry("m/1"))
+    ttl = await raw.pttl(f"{prefix}:inbox:discord%3Aguild-1%3Am%2F1")
+    assert 0 < ttl <= DEFAULT_INBOX_TTL_SECONDS * 1000
 
 
 async def test_retention_zero_keeps_turns_forever(

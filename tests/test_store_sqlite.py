@@ -26,6 +26,7 @@ from bot.store import codec as store_codec
 from bot.store.sqlite import SCHEMA_VERSION
 from bot.turns import PreparedImage, Summary, Turn, Usage
 from tests.store_contract import KEY, OTHER, StoreContract, numbered, texts, turn
+from tests.store_contract import entry as inbox_entry
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_V1 = (KEY.platform, KEY.workspace, KEY.channel, KEY.thread)
@@ -137,7 +138,7 @@ async def test_another_process_shares_the_file(db_path: Path, store: SQLiteStore
 
 async def test_wal_journal_and_schema_version(raw: sqlite3.Connection) -> None:
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 async def test_connection_settings(store: SQLiteStore) -> None:
@@ -247,10 +248,11 @@ async def test_a_version_2_database_gains_channel_models_and_keeps_its_data(
     path = tmp_path / "v2.db"
     make_v1_database(path)
     store = SQLiteStore(path)
-    await store.open()  # to version 3; then back to how version 2 left it
+    await store.open()  # to the newest version; then back to how version 2 left it
     await store.save_summary(KEY, Summary("cats", 2, 1001.0, 1002.0), replacing=None)
     await store.close()
     with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DROP TABLE inbox")
         conn.execute("DROP TABLE channel_models")
         conn.execute("PRAGMA user_version = 2")
     store = SQLiteStore(path)
@@ -264,7 +266,30 @@ async def test_a_version_2_database_gains_channel_models_and_keeps_its_data(
     finally:
         await store.close()
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+
+
+async def test_a_version_3_database_gains_the_inbox_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    make_v1_database(path)
+    store = SQLiteStore(path)
+    await store.open()  # to version 4; then back to how version 3 left it
+    await store.set_channel_model("discord", "g", "c", "acme/vision")
+    await store.close()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DROP TABLE inbox")
+        conn.execute("PRAGMA user_version = 3")
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert texts(await store.load(KEY, 10)) == ["look", "A cat."]
+        assert await store.get_channel_model("discord", "g", "c") == "acme/vision"
+        assert await store.inbox_record(inbox_entry())
+        assert await store.inbox_get(inbox_entry().event_id) == inbox_entry()
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
+from bot.inbox.records import OPEN_STATES, InboxEntry, InboxThread, State, validate_entry
 from bot.messages import ConversationKey
 from bot.store.base import StoreError
 from bot.store.codec import (
@@ -30,6 +32,7 @@ class MemoryStore:
         self._summaries: dict[ConversationKey, Summary] = {}
         self._claims: dict[str, float] = {}  # event id -> time.monotonic() when the claim expires
         self._models: dict[tuple[str, str, str], str] = {}  # by (platform, workspace, channel)
+        self._inbox: dict[str, InboxEntry] = {}  # by event id, in the order recorded
         self._claim_sweep_seconds = claim_sweep_seconds
         self._last_sweep = time.monotonic()
         self._open = False
@@ -100,6 +103,9 @@ class MemoryStore:
             if summary.updated_at >= older_than
         }
         self._sweep_claims(time.monotonic(), force=True)
+        self._inbox = {
+            event: entry for event, entry in self._inbox.items() if entry.claimed_at >= older_than
+        }
         return removed
 
     async def forget_user(self, author_id: str) -> int:
@@ -130,6 +136,87 @@ class MemoryStore:
     async def channel_models(self) -> dict[tuple[str, str, str], str]:
         self._require_open()
         return dict(self._models)
+
+    # --- the inbox ---
+
+    async def inbox_record(self, entry: InboxEntry) -> bool:
+        self._require_open()
+        validate_entry(entry)
+        if entry.event_id in self._inbox:
+            return False
+        self._inbox[entry.event_id] = entry
+        return True
+
+    async def inbox_get(self, event_id: str) -> InboxEntry | None:
+        self._require_open()
+        return self._inbox.get(event_id)
+
+    async def inbox_update(
+        self, event_id: str, *, instance: str, state: State, reply_id: str = ""
+    ) -> bool:
+        self._require_open()
+        entry = self._inbox.get(event_id)
+        if entry is None or not entry.is_open or entry.instance != instance:
+            return False
+        self._inbox[event_id] = replace(
+            entry, state=State(state), updated_at=time.time(), reply_id=reply_id or entry.reply_id
+        )
+        return True
+
+    async def inbox_take(self, event_id: str, *, attempts: int, instance: str) -> bool:
+        self._require_open()
+        entry = self._inbox.get(event_id)
+        if entry is None or not entry.is_open or entry.attempts != attempts:
+            return False
+        self._inbox[event_id] = replace(
+            entry,
+            state=State.CLAIMED,
+            attempts=attempts + 1,
+            instance=instance,
+            updated_at=time.time(),
+        )
+        return True
+
+    async def inbox_unfinished(
+        self, *, updated_before: float, claimed_after: float, limit: int
+    ) -> list[InboxEntry]:
+        self._require_open()
+        found = [
+            entry
+            for entry in self._inbox.values()
+            if entry.state in OPEN_STATES
+            and entry.updated_at < updated_before
+            and entry.claimed_at > claimed_after
+        ]
+        return sorted(found, key=lambda entry: entry.claimed_at)[: max(0, limit)]
+
+    async def inbox_threads(
+        self, *, since: float, limit: int, platform: str | None = None
+    ) -> list[InboxThread]:
+        self._require_open()
+        newest: dict[ConversationKey, InboxEntry] = {}
+        for entry in self._inbox.values():
+            if entry.claimed_at < since or platform not in (None, entry.key.platform):
+                continue
+            known = newest.get(entry.key)
+            if known is None or entry.claimed_at >= known.claimed_at:
+                newest[entry.key] = entry
+        ordered = sorted(newest.values(), key=lambda entry: entry.claimed_at, reverse=True)
+        return [
+            InboxThread(entry.key, entry.message_id, entry.claimed_at)
+            for entry in ordered[: max(0, limit)]
+        ]
+
+    async def inbox_prune(self, *, older_than: float, keep: int) -> int:
+        self._require_open()
+        kept = sorted(
+            (entry for entry in self._inbox.values() if entry.claimed_at >= older_than),
+            key=lambda entry: entry.claimed_at,
+        )
+        kept = kept[len(kept) - max(0, keep) :] if keep > 0 else []
+        removed = len(self._inbox) - len(kept)
+        self._inbox = {entry.event_id: entry for entry in kept}
+        return removed
 
     def _require_open(self) -> None:
         if not self._open:

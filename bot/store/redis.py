@@ -17,6 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
+from bot.inbox.records import InboxEntry, InboxThread, State
 from bot.messages import ConversationKey
 from bot.store.base import StoreError
 from bot.store.codec import (
@@ -29,6 +30,7 @@ from bot.store.codec import (
     validate_replacing,
     validate_summary,
 )
+from bot.store.redis_inbox import RedisInbox
 from bot.turns import Summary, Turn
 
 __all__ = [
@@ -254,7 +256,7 @@ class RedisStore:
     expiring with the list); `P:claim:{event id}` a claimed event id (SET NX PX);
     `P:author:{author id}` the set of conversation lists an author wrote in (for forget_user);
     `P:models` a hash of channels' models set by admins (field `{platform}:{workspace}:{channel}`,
-    parts percent-escaped; never expires).
+    parts percent-escaped; never expires); the inbox's keys are described in `RedisInbox`.
     """
 
     def __init__(
@@ -272,6 +274,7 @@ class RedisStore:
         self._filter = self.client.register_script(_FILTER_LUA)
         self._save_summary = self.client.register_script(_SAVE_SUMMARY_LUA)
         self._prune_summary = self.client.register_script(_PRUNE_SUMMARY_LUA)
+        self._inbox = RedisInbox(self.client, self.target.prefix)
         self._open = False
 
     def __repr__(self) -> str:
@@ -365,6 +368,7 @@ class RedisStore:
                 match=f"{self.target.prefix}:summary:*", count=SCAN_BATCH, _type="hash"
             ):
                 await self._prune_summary(keys=[name], args=[cutoff])
+            await self._inbox.prune(older_than=older_than, keep=None)
         return removed
 
     async def forget_user(self, author_id: str) -> int:
@@ -414,6 +418,46 @@ class RedisStore:
         async with self._using("load the channels' models") as client:
             fields = cast(dict[bytes, bytes], await client.hgetall(self._models))
         return {_channel_of(field): model.decode("utf-8") for field, model in fields.items()}
+
+    # --- the inbox ---
+
+    async def inbox_record(self, entry: InboxEntry) -> bool:
+        async with self._using("record the message in the inbox"):
+            return await self._inbox.record(entry)
+
+    async def inbox_get(self, event_id: str) -> InboxEntry | None:
+        async with self._using("read the inbox"):
+            return await self._inbox.get(event_id)
+
+    async def inbox_update(
+        self, event_id: str, *, instance: str, state: State, reply_id: str = ""
+    ) -> bool:
+        async with self._using("update the inbox"):
+            return await self._inbox.update(
+                event_id, instance=instance, state=state, reply_id=reply_id
+            )
+
+    async def inbox_take(self, event_id: str, *, attempts: int, instance: str) -> bool:
+        async with self._using("take over an inbox entry"):
+            return await self._inbox.take(event_id, attempts=attempts, instance=instance)
+
+    async def inbox_unfinished(
+        self, *, updated_before: float, claimed_after: float, limit: int
+    ) -> list[InboxEntry]:
+        async with self._using("read the inbox"):
+            return await self._inbox.unfinished(
+                updated_before=updated_before, claimed_after=claimed_after, limit=limit
+            )
+
+    async def inbox_threads(
+        self, *, since: float, limit: int, platform: str | None = None
+    ) -> list[InboxThread]:
+        async with self._using("read the inbox"):
+            return await self._inbox.threads(since=since, limit=limit, platform=platform)
+
+    async def inbox_prune(self, *, older_than: float, keep: int) -> int:
+        async with self._using("prune the inbox"):
+            return await self._inbox.prune(older_than=older_than, keep=max(0, keep))
 
     # --- helpers ---
 

@@ -9,9 +9,11 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
+from bot.inbox.records import InboxEntry, InboxThread, State, validate_entry
 from bot.messages import ConversationKey
 from bot.store.base import StoreError
 from bot.store.codec import (
@@ -28,7 +30,7 @@ from bot.turns import Summary, Turn
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Statements that take the schema from version N-1 to N; `PRAGMA user_version` records N.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -87,6 +89,25 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (platform, workspace, channel)
         ) WITHOUT ROWID""",
     ),
+    4: (
+        """CREATE TABLE inbox (
+            event_id TEXT PRIMARY KEY,
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            thread TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('claimed', 'answering', 'answered', 'failed')),
+            message TEXT NOT NULL,
+            instance TEXT NOT NULL,
+            claimed_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            attempts INTEGER NOT NULL,
+            reply_id TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX inbox_by_state ON inbox (state, updated_at)",
+        "CREATE INDEX inbox_by_claimed_at ON inbox (claimed_at)",
+    ),
 }
 
 _KEY_MATCH = " AND ".join(f"{column} = ?" for column in KEY_COLUMNS)
@@ -130,6 +151,47 @@ _SET_CHANNEL_MODEL = (
 )
 _CLEAR_CHANNEL_MODEL = f"DELETE FROM channel_models WHERE {_CHANNEL_MATCH}"
 _SELECT_CHANNEL_MODELS = "SELECT platform, workspace, channel, model FROM channel_models"
+# The inbox: one row per claimed message (bot/inbox/records.py).
+_INBOX_COLUMNS = (
+    "event_id",
+    *KEY_COLUMNS,
+    "message_id",
+    "state",
+    "message",
+    "instance",
+    "claimed_at",
+    "updated_at",
+    "attempts",
+    "reply_id",
+)
+_OPEN = "state IN ('claimed', 'answering')"
+_INSERT_INBOX = (
+    f"INSERT INTO inbox ({', '.join(_INBOX_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _INBOX_COLUMNS)}) ON CONFLICT DO NOTHING"
+)
+_SELECT_INBOX = f"SELECT {', '.join(_INBOX_COLUMNS)} FROM inbox"
+_UPDATE_INBOX = (
+    "UPDATE inbox SET state = ?, updated_at = ?, reply_id = CASE WHEN ? = '' THEN reply_id "
+    f"ELSE ? END WHERE event_id = ? AND instance = ? AND {_OPEN}"
+)
+_TAKE_INBOX = (
+    "UPDATE inbox SET state = 'claimed', attempts = attempts + 1, instance = ?, updated_at = ? "
+    f"WHERE event_id = ? AND attempts = ? AND {_OPEN}"
+)
+_SELECT_UNFINISHED = (
+    f"{_SELECT_INBOX} WHERE {_OPEN} AND updated_at < ? AND claimed_at > ? "
+    "ORDER BY claimed_at LIMIT ?"
+)
+# The newest claimed message of each conversation (SQLite takes the bare columns from the max row).
+_SELECT_INBOX_THREADS = (
+    f"SELECT {', '.join(KEY_COLUMNS)}, message_id, max(claimed_at) AS last FROM inbox "
+    "WHERE claimed_at >= ? AND (? IS NULL OR platform = ?) "
+    f"GROUP BY {', '.join(KEY_COLUMNS)} ORDER BY last DESC LIMIT ?"
+)
+_PRUNE_INBOX = (
+    "DELETE FROM inbox WHERE claimed_at < ? OR event_id IN "
+    "(SELECT event_id FROM inbox ORDER BY claimed_at DESC LIMIT -1 OFFSET ?)"
+)
 
 
 class SQLiteStore:
@@ -217,6 +279,7 @@ class SQLiteStore:
             cursor = await db.execute("DELETE FROM turns WHERE created_at < ?", (older_than,))
             await db.execute("DELETE FROM summaries WHERE updated_at < ?", (older_than,))
             await db.execute(_DELETE_EXPIRED_CLAIMS, (time.time(),))
+            await db.execute("DELETE FROM inbox WHERE claimed_at < ?", (older_than,))
             return cursor.rowcount
 
     async def forget_user(self, author_id: str) -> int:
@@ -291,6 +354,70 @@ class SQLiteStore:
             rows = await db.execute_fetchall(_SELECT_CHANNEL_MODELS)
         return {(str(p), str(w), str(c)): str(model) for p, w, c, model in rows}
 
+    # --- the inbox ---
+
+    async def inbox_record(self, entry: InboxEntry) -> bool:
+        validate_entry(entry)
+        row = (
+            entry.event_id,
+            *key_params(entry.key),
+            entry.message_id,
+            entry.state.value,
+            entry.message,
+            entry.instance,
+            float(entry.claimed_at),
+            float(entry.updated_at),
+            entry.attempts,
+            entry.reply_id,
+        )
+        async with self._using("record the message in the inbox") as db:
+            cursor = await db.execute(_INSERT_INBOX, row)
+            return cursor.rowcount == 1
+
+    async def inbox_get(self, event_id: str) -> InboxEntry | None:
+        async with self._using("read the inbox") as db:
+            rows = list(
+                await db.execute_fetchall(f"{_SELECT_INBOX} WHERE event_id = ?", (event_id,))
+            )
+        return _inbox_entry(rows[0]) if rows else None
+
+    async def inbox_update(
+        self, event_id: str, *, instance: str, state: State, reply_id: str = ""
+    ) -> bool:
+        params = (State(state).value, time.time(), reply_id, reply_id, event_id, instance)
+        async with self._using("update the inbox") as db:
+            cursor = await db.execute(_UPDATE_INBOX, params)
+            return cursor.rowcount == 1
+
+    async def inbox_take(self, event_id: str, *, attempts: int, instance: str) -> bool:
+        async with self._using("take over an inbox entry") as db:
+            cursor = await db.execute(_TAKE_INBOX, (instance, time.time(), event_id, attempts))
+            return cursor.rowcount == 1
+
+    async def inbox_unfinished(
+        self, *, updated_before: float, claimed_after: float, limit: int
+    ) -> list[InboxEntry]:
+        params = (float(updated_before), float(claimed_after), max(0, limit))
+        async with self._using("read the inbox") as db:
+            rows = await db.execute_fetchall(_SELECT_UNFINISHED, params)
+        return [_inbox_entry(row) for row in rows]
+
+    async def inbox_threads(
+        self, *, since: float, limit: int, platform: str | None = None
+    ) -> list[InboxThread]:
+        params = (float(since), platform, platform, max(0, limit))
+        async with self._using("read the inbox") as db:
+            rows = await db.execute_fetchall(_SELECT_INBOX_THREADS, params)
+        return [
+            InboxThread(ConversationKey(p, w, c, t), str(message_id), float(last))
+            for p, w, c, t, message_id, last in rows
+        ]
+
+    async def inbox_prune(self, *, older_than: float, keep: int) -> int:
+        async with self._transaction("prune the inbox") as db:
+            cursor = await db.execute(_PRUNE_INBOX, (float(older_than), max(0, keep)))
+            return cursor.rowcount
+
     # --- helpers ---
 
     def _make_parent_dir(self) -> None:
@@ -341,6 +468,22 @@ class SQLiteStore:
                 self._maybe_in_transaction = False
                 raise
             self._maybe_in_transaction = False
+
+
+def _inbox_entry(row: Sequence[Any]) -> InboxEntry:
+    values = dict(zip(_INBOX_COLUMNS, row, strict=True))
+    return InboxEntry(
+        event_id=str(values["event_id"]),
+        key=ConversationKey(*(str(values[column]) for column in KEY_COLUMNS)),
+        message_id=str(values["message_id"]),
+        state=State(values["state"]),
+        message=str(values["message"]),
+        instance=str(values["instance"]),
+        claimed_at=float(values["claimed_at"]),
+        updated_at=float(values["updated_at"]),
+        attempts=int(values["attempts"]),
+        reply_id=str(values["reply_id"]),
+    )
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:
