@@ -13,6 +13,7 @@ from bot.store import StoreError, open_store
 __all__ = ["forget_conversation", "forget_user", "format_usage", "show_usage"]
 
 EVERY_TURN = 1_000_000  # "load everything" when counting a conversation's turns before forgetting
+_GOOD_HEADER = "rated good"
 _HEADERS = ("answers", "summaries", "prompt tokens", "completion tokens", "images", "cost (USD)")
 
 
@@ -34,11 +35,13 @@ async def show_usage(store_url: str, *, days: int, by: Dimension) -> int:
 
 
 def format_usage(rows: Sequence[UsageRow], by: str) -> str:
-    """An aligned table: one line per group, then the total."""
+    """An aligned table: one line per group, then the total; by model, the share of good ratings."""
     total = UsageRow("total", 0, 0, 0, 0.0, 0)
     for row in rows:
         total = add_rows(total, row)
-    lines = [(by, *_HEADERS)] + [_cells(row) for row in [*rows, total]]
+    rated = by == "model"
+    headers = (*_HEADERS, _GOOD_HEADER) if rated else _HEADERS
+    lines = [(by, *headers)] + [_cells(row, rated=rated) for row in [*rows, total]]
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     rendered = [
         "  ".join(
@@ -92,8 +95,8 @@ async def forget_conversation(store_url: str, key_text: str) -> int:
     return 0
 
 
-def _cells(row: UsageRow) -> tuple[str, ...]:
-    return (
+def _cells(row: UsageRow, *, rated: bool = False) -> tuple[str, ...]:
+    cells = (
         row.group,
         f"{row.answers:,}",
         f"{row.summaries:,}",
@@ -102,6 +105,13 @@ def _cells(row: UsageRow) -> tuple[str, ...]:
         f"{row.images:,}",
         f"${row.cost:,.6f}",
     )
+    return (*cells, _good_share(row)) if rated else cells
+
+
+def _good_share(row: UsageRow) -> str:
+    """ "83% of 12": good ratings among the ratings of the group's answers; "-" when none."""
+    share = row.good_share
+    return "-" if share is None else f"{share:.0%} of {row.good + row.bad:,}"
 
 
 def _failed(exc: StoreError) -> int:

@@ -33,6 +33,7 @@ from bot.context import (
     ModelRequest,
     system_text,
 )
+from bot.feedback import Feedback, offer_rating
 from bot.health import Readiness
 from bot.images import ImagePipeline
 from bot.images.errors import display_name
@@ -152,6 +153,7 @@ class Conversations:
             settings.max_concurrent_answers, busy_after_seconds=settings.busy_after_seconds
         )
         self.metrics = metrics if metrics is not None else Metrics()
+        self.feedback = Feedback(self._budgets.ledger, self.metrics)  # rating buttons' clicks
         self._models = Models(
             settings, store=store, client=client, counter=self._counter, metrics=self.metrics
         )
@@ -435,6 +437,7 @@ class Conversations:
             if end is not None and end.finish_reason == "length"
             else answer
         )
+        offer_rating(sink, usage.model if usage else request.model or self._settings.model)
         await sink.finish(final)
         turns = [
             *self._turns.with_captions(new_turns, answer, request.images),

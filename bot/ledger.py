@@ -1,11 +1,11 @@
-"""The cost ledger: what each model call (answer or summary) used and cost, and who pays for it."""
+"""The cost ledger: what each model call (answer or summary) used and cost, who pays, how it was rated."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 if TYPE_CHECKING:
@@ -19,7 +19,10 @@ __all__ = [
     "Dimension",
     "Ledger",
     "LedgerEntry",
+    "RATINGS",
     "Payer",
+    "Rating",
+    "RatingEntry",
     "Spend",
     "UsageRow",
     "add_rows",
@@ -34,6 +37,8 @@ Dimension = Literal["day", "workspace", "channel", "user", "model", "kind"]
 DIMENSIONS: tuple[Dimension, ...] = get_args(Dimension)
 CallKind = Literal["answer", "summary"]  # an answer to a message, or a summary of older turns
 KINDS: tuple[CallKind, ...] = get_args(CallKind)
+Rating = Literal["good", "bad"]  # a person's verdict on one answer (the feedback buttons)
+RATINGS: tuple[Rating, ...] = get_args(Rating)
 FORGOTTEN = "(forgotten)"  # shown instead of the id of a user who asked to be forgotten
 RETENTION_DAYS = 400  # usage older than this is dropped (Redis: key TTL; SQLite: on open)
 
@@ -83,6 +88,30 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class RatingEntry:
+    """One person's rating of one answer; a later rating by the same person of that answer replaces it.
+
+    `rater` holds the answer's platform, workspace and channel, and the id of who rated it.
+    """
+
+    day: str  # YYYY-MM-DD, UTC, of the (latest) rating
+    rater: Payer
+    answer_id: str  # the platform's id of the rated reply (Slack: its message ts)
+    model: str
+    rating: Rating
+
+    def group(self, by: Dimension) -> str:
+        """This rating's group in one dimension; a rating is always of an answer."""
+        if by == "day":
+            return self.day
+        if by == "model":
+            return self.model
+        if by == "kind":
+            return "answer"
+        return self.rater.member(by)
+
+
+@dataclass(frozen=True, slots=True)
 class Spend:
     """Dollars already spent on one day by a payer's user, channel and workspace."""
 
@@ -96,6 +125,7 @@ class UsageRow:
     """Totals of one group (a day, a channel, a user, a model…) over a range of days.
 
     `answers` and `summaries` count the calls of each kind; tokens, cost and images cover both.
+    `good` and `bad` count people's ratings of answers (each person's latest, once per answer).
     """
 
     group: str
@@ -105,6 +135,14 @@ class UsageRow:
     cost: float
     images: int
     summaries: int = 0
+    good: int = 0
+    bad: int = 0
+
+    @property
+    def good_share(self) -> float | None:
+        """Good ratings among all ratings (0..1), or None when nobody rated."""
+        rated = self.good + self.bad
+        return self.good / rated if rated else None
 
 
 class Ledger(Protocol):
@@ -117,6 +155,9 @@ class Ledger(Protocol):
     async def record(self, entry: LedgerEntry) -> None:
         """Add one model call's usage (an answer or a summary)."""
 
+    async def rate(self, entry: RatingEntry) -> Rating | None:
+        """Record a person's rating of an answer (replacing theirs); their previous rating, if any."""
+
     async def spend(self, day: str, payer: Payer) -> Spend:
         """What the payer's user, channel and workspace have spent on `day` (every kind of call)."""
 
@@ -124,7 +165,7 @@ class Ledger(Protocol):
         """Totals per group over the days from `first_day` to `last_day`, inclusive."""
 
     async def forget_user(self, user: str) -> int:
-        """Anonymise the user's entries (every kind) on every platform; return how many answers."""
+        """Anonymise the user's entries (every kind, and their ratings) everywhere; how many answers."""
 
 
 def utc_day(at: float | None = None) -> str:
@@ -139,13 +180,21 @@ def day_range(first_day: str, last_day: str) -> list[str]:
     return [(first + dt.timedelta(days=offset)).isoformat() for offset in range(max(0, count))]
 
 
-def summarise(entries: Iterable[LedgerEntry], by: Dimension) -> list[UsageRow]:
-    """Entries added up per group, sorted as `sort_rows` does."""
+def summarise(
+    entries: Iterable[LedgerEntry], by: Dimension, ratings: Iterable[RatingEntry] = ()
+) -> list[UsageRow]:
+    """Entries (and ratings) added up per group, sorted as `sort_rows` does."""
     totals: dict[str, UsageRow] = {}
     for entry in entries:
         group = entry.group(by)
-        empty = UsageRow(group, 0, 0, 0, 0.0, 0)
-        totals[group] = add_rows(totals.get(group, empty), _row_of(entry))
+        totals[group] = add_rows(
+            totals.get(group, UsageRow(group, 0, 0, 0, 0.0, 0)), _row_of(entry)
+        )
+    for rating in ratings:
+        group = rating.group(by)
+        votes = UsageRow(group, 0, 0, 0, 0.0, 0, good=int(rating.rating == "good"))
+        votes = replace(votes, bad=int(rating.rating == "bad"))
+        totals[group] = add_rows(totals.get(group, UsageRow(group, 0, 0, 0, 0.0, 0)), votes)
     return sort_rows(totals.values(), by)
 
 
@@ -173,6 +222,8 @@ def add_rows(total: UsageRow, row: UsageRow) -> UsageRow:
         cost=total.cost + row.cost,
         images=total.images + row.images,
         summaries=total.summaries + row.summaries,
+        good=total.good + row.good,
+        bad=total.bad + row.bad,
     )
 
 

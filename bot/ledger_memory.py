@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot.ledger import Dimension, LedgerEntry, Payer, Spend, UsageRow, summarise
+from bot.ledger import (
+    FORGOTTEN,
+    Dimension,
+    LedgerEntry,
+    Payer,
+    Rating,
+    RatingEntry,
+    Spend,
+    UsageRow,
+    summarise,
+)
 from bot.store import StoreError
 
 __all__ = ["MemoryLedger"]
@@ -15,6 +25,9 @@ class MemoryLedger:
 
     def __init__(self) -> None:
         self.entries: list[LedgerEntry] = []
+        # (platform, workspace, answer, rater) -> that person's latest rating of that answer
+        self.ratings: dict[tuple[str, str, str, str], RatingEntry] = {}
+        self._forgotten = 0  # keeps forgotten raters' ratings apart from each other
         self._open = False
 
     async def open(self) -> None:
@@ -27,6 +40,13 @@ class MemoryLedger:
         self._require_open()
         self.entries.append(entry)
 
+    async def rate(self, entry: RatingEntry) -> Rating | None:
+        self._require_open()
+        r = entry.rater
+        previous = self.ratings.get((r.platform, r.workspace, entry.answer_id, r.user))
+        self.ratings[(r.platform, r.workspace, entry.answer_id, r.user)] = entry
+        return previous.rating if previous is not None else None
+
     async def spend(self, day: str, payer: Payer) -> Spend:
         self._require_open()
         today = [entry for entry in self.entries if entry.day == day]
@@ -38,7 +58,11 @@ class MemoryLedger:
 
     async def usage(self, first_day: str, last_day: str, by: Dimension) -> list[UsageRow]:
         self._require_open()
-        return summarise((e for e in self.entries if first_day <= e.day <= last_day), by)
+        return summarise(
+            (e for e in self.entries if first_day <= e.day <= last_day),
+            by,
+            (r for r in self.ratings.values() if first_day <= r.day <= last_day),
+        )
 
     async def forget_user(self, user: str) -> int:
         self._require_open()
@@ -49,6 +73,12 @@ class MemoryLedger:
             if entry.payer.user == user:
                 self.entries[index] = replace(entry, payer=replace(entry.payer, user=""))
                 forgotten += int(entry.kind == "answer")
+        for key, rating in list(self.ratings.items()):
+            if rating.rater.user == user:
+                del self.ratings[key]
+                self._forgotten += 1
+                anonymous = replace(rating, rater=replace(rating.rater, user=""))
+                self.ratings[(*key[:3], f"{FORGOTTEN}#{self._forgotten}")] = anonymous
         return forgotten
 
     def _require_open(self) -> None:

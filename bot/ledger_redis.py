@@ -1,11 +1,15 @@
 """The cost ledger in Redis: one hash of counters per UTC day and dimension, expiring after 400 days.
 
+Ratings add `good` / `bad` fields to the same hashes; each person's latest rating of an answer is
+kept under `{prefix}:votes:…` so a changed rating moves its count instead of adding one.
+
 Hashes written before summaries were recorded have no `summaries` fields (read as 0) and no
 `kind` hash: `usage(..., "kind")` takes a day's answers as its totals less its summaries.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +24,8 @@ from bot.ledger import (
     Dimension,
     LedgerEntry,
     Payer,
+    Rating,
+    RatingEntry,
     Spend,
     UsageRow,
     day_range,
@@ -31,7 +37,7 @@ from bot.store.redis import redis_client, redis_target
 __all__ = ["RedisLedger"]
 
 TTL_SECONDS = RETENTION_DAYS * 86400
-_METRICS = ("answers", "prompt", "completion", "cost", "images", "summaries")
+_METRICS = ("answers", "prompt", "completion", "cost", "images", "summaries", "good", "bad")
 Counters = dict[str, float]  # metric -> total
 # Hash fields are "<member>|<metric>"; members (ids joined by ":") never contain "|".
 _SEPARATOR = "|"
@@ -102,6 +108,31 @@ class RedisLedger:
                 pipe.expire(key, TTL_SECONDS)
             await pipe.execute()
 
+    async def rate(self, entry: RatingEntry) -> Rating | None:
+        r = entry.rater
+        vote = f"{self._target.prefix}:votes:{r.platform}:{r.workspace}:{entry.answer_id}:{r.user}"
+        kept = json.dumps(
+            {"day": entry.day, "channel": r.channel, "model": entry.model, "rating": entry.rating}
+        )
+        async with self._using("record a rating") as client:
+            # SET … GET swaps atomically: each change of a vote is counted exactly once.
+            old = await client.set(vote, kept, ex=TTL_SECONDS, get=True)
+            previous = _vote(entry, old)
+            if previous == entry:
+                return previous.rating
+            pipe = client.pipeline(transaction=True)
+            if previous is not None:
+                self._count(pipe, previous, -1)
+            self._count(pipe, entry, 1)
+            await pipe.execute()
+        return previous.rating if previous is not None else None
+
+    def _count(self, pipe: Any, entry: RatingEntry, amount: int) -> None:
+        for dimension in DIMENSIONS:
+            key = self._key(entry.day, dimension)
+            pipe.hincrby(key, f"{entry.group(dimension)}{_SEPARATOR}{entry.rating}", amount)
+            pipe.expire(key, TTL_SECONDS)
+
     async def spend(self, day: str, payer: Payer) -> Spend:
         async with self._using("read today's spend") as client:
             pipe = client.pipeline(transaction=False)
@@ -128,6 +159,9 @@ class RedisLedger:
             moved = 0
             async for key in client.scan_iter(match=self._key("*", "user"), count=500):
                 moved += int(await script(keys=[key], args=[user]))
+            votes = f"{self._target.prefix}:votes:*:{_glob_literal(user)}"
+            async for key in client.scan_iter(match=votes, count=500):
+                await client.delete(key)  # their counts were moved above; who voted is forgotten
             return moved
 
     async def _hashes(self, days: list[str], dimension: Dimension) -> list[dict[bytes, bytes]]:
@@ -202,8 +236,24 @@ def _row(member: str, counters: Counters) -> UsageRow:
         cost=counters["cost"],
         images=int(counters["images"]),
         summaries=int(counters["summaries"]),
+        good=int(counters.get("good", 0)),
+        bad=int(counters.get("bad", 0)),
     )
 
 
 def _float(value: bytes | None) -> float:
     return float(value) if value else 0.0
+
+
+def _vote(entry: RatingEntry, kept: object) -> RatingEntry | None:
+    """The rating a vote key held before `entry` replaced it (same answer and rater)."""
+    if not isinstance(kept, bytes | str) or not kept:
+        return None
+    old = json.loads(kept)
+    rater = Payer(entry.rater.platform, entry.rater.workspace, old["channel"], entry.rater.user)
+    return RatingEntry(old["day"], rater, entry.answer_id, old["model"], old["rating"])
+
+
+def _glob_literal(text: str) -> str:
+    """`text` matched literally by SCAN's glob pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

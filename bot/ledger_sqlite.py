@@ -1,12 +1,14 @@
-"""The cost ledger as one row per model call in a `ledger` table of the store's SQLite file."""
+"""The cost ledger as one row per model call in a `ledger` table of the store's SQLite file (ratings in `ratings`)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import aiosqlite
@@ -17,6 +19,8 @@ from bot.ledger import (
     Dimension,
     LedgerEntry,
     Payer,
+    Rating,
+    RatingEntry,
     Spend,
     UsageRow,
     sort_rows,
@@ -46,6 +50,21 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (day, platform, workspace, channel)",
     "CREATE INDEX IF NOT EXISTS ledger_by_user ON ledger (user_id)",
+    # One row per person and answer (`voter`: the user id, or a unique stand-in once forgotten).
+    """CREATE TABLE IF NOT EXISTS ratings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        day TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        voter TEXT NOT NULL,
+        answer_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        rating TEXT NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS ratings_once ON ratings (platform, workspace, answer_id, voter)",
+    "CREATE INDEX IF NOT EXISTS ratings_by_day ON ratings (day)",
 )
 # A table made before summaries were recorded lacks `kind`: its rows were all answers.
 _ADD_KIND = "ALTER TABLE ledger ADD COLUMN kind TEXT NOT NULL DEFAULT 'answer'"
@@ -53,6 +72,12 @@ _INSERT = (
     "INSERT INTO ledger (day, platform, workspace, channel, user_id, model, prompt_tokens, "
     "completion_tokens, cost, images, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_PREVIOUS_RATING = "SELECT rating FROM ratings WHERE platform = ? AND workspace = ? AND answer_id = ? AND voter = ?"
+_RATE = """INSERT INTO ratings
+    (day, platform, workspace, channel, user_id, voter, answer_id, model, rating)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (platform, workspace, answer_id, voter) DO UPDATE SET
+    day = excluded.day, channel = excluded.channel, model = excluded.model, rating = excluded.rating"""
 _SPEND = """SELECT
     COALESCE(SUM(CASE WHEN platform = ? AND user_id = ? THEN cost END), 0),
     COALESCE(SUM(CASE WHEN platform = ? AND workspace = ? AND channel = ? THEN cost END), 0),
@@ -66,6 +91,8 @@ _GROUPS: dict[str, str] = {
     "model": "model",
     "kind": "kind",
 }
+_RATING_GROUPS: dict[str, str] = {"kind": "'answer'"}  # the rest as in the ledger
+_FORGET_RATER = f"UPDATE ratings SET user_id = '', voter = '{FORGOTTEN}#' || id WHERE user_id = ?"
 
 
 class SQLiteLedger:
@@ -74,6 +101,7 @@ class SQLiteLedger:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
         self._db: aiosqlite.Connection | None = None
+        self._rating = asyncio.Lock()  # the previous rating is read and replaced as one step
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
@@ -116,6 +144,15 @@ class SQLiteLedger:
         async with self._using("record usage") as db:
             await db.execute(_INSERT, row)
 
+    async def rate(self, entry: RatingEntry) -> Rating | None:
+        r = entry.rater
+        where = (r.platform, r.workspace, entry.answer_id, r.user)
+        row = (entry.day, r.platform, r.workspace, r.channel, r.user, r.user, entry.answer_id)
+        async with self._rating, self._using("record a rating") as db:
+            previous = list(await db.execute_fetchall(_PREVIOUS_RATING, where))
+            await db.execute(_RATE, (*row, entry.model, entry.rating))
+        return previous[0][0] if previous else None
+
     async def spend(self, day: str, payer: Payer) -> Spend:
         p = payer
         params = (p.platform, p.user, p.platform, p.workspace, p.channel, p.platform, p.workspace)
@@ -131,15 +168,21 @@ class SQLiteLedger:
             f"SUM(cost), SUM(images), SUM(kind = 'summary') "
             f"FROM ledger WHERE day BETWEEN ? AND ? GROUP BY 1"
         )
+        votes = (
+            f"SELECT {_RATING_GROUPS.get(by, group)}, SUM(rating = 'good'), SUM(rating = 'bad') "
+            f"FROM ratings WHERE day BETWEEN ? AND ? GROUP BY 1"
+        )
         async with self._using("read usage") as db:
             rows = await db.execute_fetchall(query, (first_day, last_day))
-        return sort_rows(
-            (
-                UsageRow(str(g), int(a), int(p), int(c), float(cost), int(i), summaries=int(s))
-                for g, a, p, c, cost, i, s in rows
-            ),
-            by,
-        )
+            rated = await db.execute_fetchall(votes, (first_day, last_day))
+        totals = {
+            str(g): UsageRow(str(g), int(a), int(p), int(c), float(cost), int(i), summaries=int(s))
+            for g, a, p, c, cost, i, s in rows
+        }
+        for g, good, bad in rated:
+            total = totals.get(str(g), UsageRow(str(g), 0, 0, 0, 0.0, 0))
+            totals[str(g)] = replace(total, good=int(good), bad=int(bad))
+        return sort_rows(totals.values(), by)
 
     async def forget_user(self, user: str) -> int:
         if not user:
@@ -148,6 +191,7 @@ class SQLiteLedger:
         async with self._using("forget the user's usage") as db:
             answers = await db.execute(f"{forget} AND kind = 'answer'", (user,))
             await db.execute(forget, (user,))  # the other kinds: anonymised, not counted
+            await db.execute(_FORGET_RATER, (user,))
             return answers.rowcount
 
     @asynccontextmanager
@@ -175,6 +219,7 @@ async def _prepare(db: aiosqlite.Connection) -> None:
     await db.commit()
     oldest = dt.date.fromisoformat(utc_day()) - dt.timedelta(days=RETENTION_DAYS)
     await db.execute("DELETE FROM ledger WHERE day < ?", (oldest.isoformat(),))
+    await db.execute("DELETE FROM ratings WHERE day < ?", (oldest.isoformat(),))
 
 
 async def _add_kind(db: aiosqlite.Connection) -> None:

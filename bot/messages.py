@@ -12,6 +12,7 @@ __all__ = [
     "ImageRef",
     "IncomingMessage",
     "QuotedMessage",
+    "RatedSink",
     "ReplySink",
 ]
 
@@ -130,3 +131,14 @@ class ReplySink(Protocol):
     async def fail(self, text: str) -> None: ...
 
     async def notice(self, text: str) -> None: ...
+
+
+@runtime_checkable
+class RatedSink(Protocol):
+    """A ReplySink that shows rating buttons under a finished answer (Slack's feedback buttons).
+
+    The core calls `answered_by` with the model that wrote the answer just before `finish`;
+    a click comes back to the core through `bot.feedback.Feedback.rate`.
+    """
+
+    def answered_by(self, model: str) -> None: ...

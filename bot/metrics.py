@@ -111,6 +111,13 @@ class Metrics:
             ["from", "to"],
             registry=r,
         )
+        self.feedback = Counter(
+            "glimpse_feedback",
+            "People's ratings of answers, by model and rating (a repeated click is not counted; "
+            "a changed one counts for its new rating)",
+            ["model", "rating"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "glimpse_answers_in_flight", "Messages being answered now", registry=r
         )

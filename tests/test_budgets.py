@@ -20,7 +20,7 @@ from bot.budgets import CHANNEL_OVER, USER_OVER, WORKSPACE_OVER, Budgets
 from bot.config import Secrets, Settings
 from bot.conversations import Conversations, Status
 from bot.images import ImagePipeline
-from bot.ledger import CallKind, LedgerEntry, Payer, utc_day
+from bot.ledger import CallKind, LedgerEntry, Payer, RatingEntry, utc_day
 from bot.ledger_memory import MemoryLedger
 from bot.ledger_sqlite import SQLiteLedger
 from bot.messages import ConversationKey, ImageRef, IncomingMessage
@@ -287,3 +287,52 @@ async def test_usage_by_kind_shows_answers_and_summaries_apart(
         ["answer", "1", "0", "1,000", "100", "0", "$0.125000"],
     ]
     assert table[-1].split() == ["total", "1", "1", "2,000", "200", "0", "$0.375000"]
+
+
+async def test_usage_by_model_shows_the_share_of_good_ratings(
+    tmp_path: Path, ledger: SQLiteLedger
+) -> None:
+    await ledger.record(_spent(0.125, user="u1"))
+    await ledger.record(_spent(0.25, user="u2"))
+    for user, answer, verdict in [
+        ("u1", "1.1", "good"),
+        ("u2", "1.1", "bad"),
+        ("u3", "1.2", "good"),
+    ]:
+        await ledger.rate(
+            RatingEntry(utc_day(), Payer("test", "w1", "c1", user), answer, MODEL, verdict)
+        )  # type: ignore[arg-type]
+    await ledger.rate(RatingEntry(utc_day(), Payer("test", "w1", "c1", "u2"), "1.1", MODEL, "good"))
+
+    title, *table = await _glimpse_usage(tmp_path, "--days", "1", "--by", "model")
+    by_user = await _glimpse_usage(tmp_path, "--days", "1", "--by", "user")
+
+    assert title.endswith("(UTC), by model:")
+    assert len({len(line) for line in table}) == 1, table
+    assert table[0].split()[-2:] == ["rated", "good"]
+    assert table[2].split()[0] == MODEL and table[2].endswith("100% of 3")  # u2 changed to good
+    assert table[-1].endswith("100% of 3")
+    assert "rated good" not in by_user[1]  # only by model
+
+
+async def test_usage_by_model_shows_a_dash_where_nobody_rated(
+    tmp_path: Path, ledger: SQLiteLedger
+) -> None:
+    await ledger.record(_spent(0.125, user="u1"))
+    await ledger.rate(RatingEntry(utc_day(), Payer("test", "w1", "c1", "u1"), "1.1", MODEL, "bad"))
+    await ledger.record(
+        LedgerEntry(
+            utc_day(),
+            Payer("test", "w1", "c1", "u1"),
+            "qwen/qwen2.5-vl-72b-instruct",
+            10,
+            1,
+            0.5,
+            0,
+        )
+    )
+
+    _, *table = await _glimpse_usage(tmp_path, "--days", "1", "--by", "model")
+
+    assert table[2].startswith("qwen/qwen2.5-vl-72b-instruct") and table[2].endswith("-")
+    assert table[3].startswith(MODEL) and table[3].endswith("0% of 1")

@@ -19,6 +19,7 @@ from bot.ledger import (
     Ledger,
     LedgerEntry,
     Payer,
+    RatingEntry,
     Spend,
     day_range,
     open_ledger,
@@ -174,6 +175,73 @@ async def test_forget_user_anonymises_summaries_too_and_counts_answers(ledger: L
     [user] = await ledger.usage(DAY, DAY, "user")
     assert (user.group, user.answers, user.summaries) == ("slack:(forgotten)", 1, 1)
     assert (await ledger.spend(DAY, ALICE)).user == 0.0
+
+
+def rating(
+    rater: Payer = ALICE, answer: str = "1700000000.000100", verdict: str = "good", **extra: object
+) -> RatingEntry:
+    values: dict[str, object] = {
+        "day": DAY,
+        "rater": rater,
+        "answer_id": answer,
+        "model": "meta-llama/llama-3.2-90b-vision-instruct",
+        "rating": verdict,
+    }
+    values.update(extra)
+    return RatingEntry(**values)  # type: ignore[arg-type]
+
+
+async def test_ratings_count_once_per_person_and_answer_and_the_last_one_wins(
+    ledger: Ledger,
+) -> None:
+    await ledger.record(entry(ALICE))
+    assert await ledger.rate(rating(ALICE, verdict="good")) is None
+    assert await ledger.rate(rating(ALICE, verdict="good")) == "good"  # the same click again
+    assert await ledger.rate(rating(ALICE, verdict="bad")) == "good"  # changed her mind
+    assert await ledger.rate(rating(BOB, verdict="good")) is None
+    assert await ledger.rate(rating(BOB, answer="1700000000.000200", verdict="good")) is None
+
+    [model] = await ledger.usage(DAY, DAY, "model")
+    assert (model.group, model.answers, model.good, model.bad) == (
+        "meta-llama/llama-3.2-90b-vision-instruct",
+        1,
+        2,
+        1,
+    )
+    assert model.good_share == pytest.approx(2 / 3)
+    users = {r.group: (r.good, r.bad) for r in await ledger.usage(DAY, DAY, "user")}
+    assert users == {"slack:U_ALICE": (0, 1), "slack:U_BOB": (2, 0)}
+    [day] = await ledger.usage(DAY, DAY, "day")
+    assert (day.good, day.bad) == (2, 1)
+    [answers] = await ledger.usage(DAY, DAY, "kind")
+    assert (answers.group, answers.good, answers.bad) == ("answer", 2, 1)
+
+
+async def test_ratings_are_grouped_by_the_model_that_wrote_each_answer(ledger: Ledger) -> None:
+    await ledger.rate(rating(ALICE, answer="1.1", model="qwen/qwen2.5-vl-72b-instruct"))
+    await ledger.rate(rating(ALICE, answer="1.2", verdict="bad"))
+    await ledger.rate(rating(ELSEWHERE, answer="1.1", model="qwen/qwen2.5-vl-72b-instruct"))
+
+    models = {r.group: (r.answers, r.good, r.bad) for r in await ledger.usage(DAY, DAY, "model")}
+
+    assert models == {
+        "qwen/qwen2.5-vl-72b-instruct": (0, 2, 0),
+        "meta-llama/llama-3.2-90b-vision-instruct": (0, 0, 1),
+    }
+    assert await ledger.usage("2025-03-15", "2025-03-15", "model") == []
+
+
+async def test_forget_user_forgets_who_rated_but_keeps_the_ratings(ledger: Ledger) -> None:
+    await ledger.rate(rating(ALICE, answer="1.1"))
+    await ledger.rate(rating(BOB, answer="1.1", verdict="bad"))
+    await ledger.rate(rating(ALICE, answer="1.2", verdict="bad"))
+
+    await ledger.forget_user("U_ALICE")
+
+    users = {r.group: (r.good, r.bad) for r in await ledger.usage(DAY, DAY, "user")}
+    assert users == {"slack:U_BOB": (0, 1), "slack:(forgotten)": (1, 1)}
+    [model] = await ledger.usage(DAY, DAY, "model")
+    assert (model.good, model.bad) == (1, 2)
 
 
 async def test_a_closed_ledger_raises_store_error(ledger: Ledger) -> None:
