@@ -110,6 +110,30 @@ class DiscordSettings(BaseModel):
     allow_dms: bool = True
 
 
+class SuggestedPrompt(BaseModel):
+    """One suggested prompt of Slack's assistant pane: the button's title, the message it sends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=75)
+    message: str = Field(min_length=1, max_length=2000)
+
+
+# Slack's assistant pane offers no upload with a prompt, so each prompt asks about the next upload.
+DEFAULT_SUGGESTED_PROMPTS = (
+    SuggestedPrompt(title="Describe this image", message="Describe the image I'm about to upload."),
+    SuggestedPrompt(
+        title="Read the text in this screenshot",
+        message="Read out the text in the screenshot I'm about to upload.",
+    ),
+    SuggestedPrompt(
+        title="What's wrong in this error screenshot?",
+        message="What's wrong in the error screenshot I'm about to upload?",
+    ),
+    SuggestedPrompt(title="What can you do?", message="What can you help me with?"),
+)
+
+
 class SlackSettings(BaseModel):
     """Slack adapter options (tokens are secrets: `SLACK_BOT_TOKEN`, `SLACK_SIGNING_SECRET`, `SLACK_APP_TOKEN`)."""
 
@@ -119,6 +143,13 @@ class SlackSettings(BaseModel):
     reset_command: str = "/reset"
     native_streaming: bool = False
     update_interval_seconds: float = Field(default=1.0, gt=0)
+    # Slack's agent/assistant surface (config/slack-manifest-agent.yaml): status, prompts, titles.
+    assistant: bool = False
+    suggested_prompts: list[SuggestedPrompt] = Field(
+        default_factory=lambda: list(DEFAULT_SUGGESTED_PROMPTS), max_length=4
+    )
+    # The message shortcut's callback_id, as in the manifests; "" to not register it.
+    shortcut: str = "ask_glimpse"
 
 
 class Settings(BaseSettings):
