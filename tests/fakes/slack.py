@@ -17,6 +17,8 @@ from urllib.parse import urlencode
 from aiohttp import WSMsgType, web
 
 from tests.fakes.server import LoopbackServer
+from tests.fakes.slack_assistant import SCOPES as ASSISTANT_SCOPES
+from tests.fakes.slack_assistant import AssistantThreadsApi
 
 __all__ = [
     "APP_TOKEN",
@@ -46,7 +48,7 @@ SOCKET_PATH = "/socket-mode"
 # The bot scope a method needs (history scopes by the channel id's first letter).
 HISTORY_SCOPES = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
 HISTORY_METHODS = frozenset({"conversations.history", "conversations.replies"})
-METHOD_SCOPES = {"users.info": "users:read", "files.info": "files:read"}
+METHOD_SCOPES = {"users.info": "users:read", "files.info": "files:read", **ASSISTANT_SCOPES}
 BINARY = "application/octet-stream"  # what the file host says for a file of no known type
 
 
@@ -80,7 +82,7 @@ class _Fault:
 
 
 @dataclass
-class FakeSlack(LoopbackServer):
+class FakeSlack(AssistantThreadsApi, LoopbackServer):
     """Slack's Web API on 127.0.0.1. Use as `async with FakeSlack() as slack:`; point the app at `slack.api_url`."""
 
     RUNNER_OPTIONS: ClassVar[dict[str, Any]] = {"shutdown_timeout": 0.5}
