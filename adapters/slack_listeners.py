@@ -17,6 +17,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack_assistant import AssistantThreads, SlackAssistant, nothing_shown
 from adapters.slack_context import SlackContext
 from adapters.slack_events import (
     PLATFORM,
@@ -30,6 +31,7 @@ from adapters.slack_events import (
     thread_of,
 )
 from adapters.slack_format import from_slack, is_reset
+from adapters.slack_shortcuts import AskShortcut
 from adapters.slack_sink import (
     SlackNativeSink,
     SlackReplySink,
@@ -98,6 +100,15 @@ class SlackListeners:
         self._tasks: set[asyncio.Task[None]] = set()
         self._recent: OrderedDict[tuple[str, str, str], ConversationKey] = OrderedDict()
         self._resets: OrderedDict[str, None] = OrderedDict()
+        self.assistant = (
+            SlackAssistant(
+                AssistantThreads(client, prompts=settings.suggested_prompts),
+                is_active=conversations.is_active,
+                spawn=self._spawn,
+            )
+            if settings.assistant
+            else None
+        )
 
     def register(self, app: AsyncApp) -> None:
         app.command(_slash(self._settings.command))(self._on_ask)
@@ -105,6 +116,18 @@ class SlackListeners:
             app.command(_slash(self._settings.reset_command))(self._on_reset_command)
         app.event("app_mention")(self._on_mention)
         app.event("message")(self._on_message)
+        if self.assistant is not None:
+            self.assistant.register(app)
+        if self._settings.shortcut:
+            AskShortcut(
+                callback_id=self._settings.shortcut,
+                client=self._client,
+                context=self.context,
+                bot_token=self._token,
+                answer=self._answer_shortcut,
+                spawn=self._spawn,
+                bot_name=lambda: self.bot_name,
+            ).register(app)
 
     async def drain(self, timeout_seconds: float | None = None) -> None:
         """Wait for the answers in flight: all of them, or until the timeout, then cancel the rest."""
@@ -225,8 +248,19 @@ class SlackListeners:
         else:
             await self._answer(message, react_ts=str(event["ts"]))
 
+    async def _answer_shortcut(self, message: IncomingMessage, react_ts: str) -> None:
+        await self._answer(message, react_ts=react_ts)
+
     async def _answer(self, message: IncomingMessage, *, react_ts: str) -> None:
-        outcome = await self._conversations.handle(message, self._sink(message, react_ts))
+        working = (
+            self.assistant.working(message)
+            if self.assistant is not None and message.is_direct
+            else nothing_shown()
+        )
+        async with working as shown:  # Slack's "is thinking…" status replaces the :eyes: reaction
+            outcome = await self._conversations.handle(
+                message, self._sink(message, "" if shown else react_ts)
+            )
         if outcome.status is Status.ANSWERED:
             recent = (message.key.workspace, message.key.channel, message.author_id)
             _remember(self._recent, recent, message.key, REMEMBERED_THREADS)
