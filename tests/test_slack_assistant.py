@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack import SlackAdapter
 from adapters.slack_assistant import (
     PROMPTS_TITLE,
     STATUS_FILE,
@@ -19,15 +21,29 @@ from adapters.slack_assistant import (
     STATUS_THINKING,
     title_for,
 )
-from bot.config import DEFAULT_SUGGESTED_PROMPTS, SlackSettings, load_settings
+from bot.app import build_conversations
+from bot.config import DEFAULT_SUGGESTED_PROMPTS, Secrets, Settings, SlackSettings, load_settings
 from bot.messages import ConversationKey, ImageRef, IncomingMessage
-from tests.fakes.slack import BOT_TOKEN, FakeSlack
+from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
+from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack, event_body, sign
 from tests.fakes.slack_assistant import (
     app_home_opened,
     assistant_thread_started,
     context_changed,
+    shortcut_body,
 )
-from tests.test_slack import DM, USER, Harness, message, next_ts, png, running
+from tests.test_slack import (
+    CHANNEL,
+    DM,
+    USER,
+    Harness,
+    mention,
+    message,
+    next_ts,
+    png,
+    running,
+)
+from tests.test_slack_modes import until
 
 ROOT = Path(__file__).parent.parent
 DEFAULT_PROMPTS = [{"title": p.title, "message": p.message} for p in DEFAULT_SUGGESTED_PROMPTS]
@@ -298,3 +314,58 @@ def test_the_agent_manifest_is_the_classic_one_plus_exactly_the_agent_surface() 
     assert {k: v for k, v in agent["settings"].items() if k != "event_subscriptions"} == {
         k: v for k, v in classic["settings"].items() if k != "event_subscriptions"
     }
+
+
+async def test_channel_mentions_keep_their_reaction_and_get_no_assistant_calls(
+    harness: Harness,
+) -> None:
+    question = mention("what is this?")
+    await harness.event(question)
+    await harness.settle()
+    assert len(harness.slack.thread(CHANNEL, question["ts"])) == 1
+    assert assistant_calls(harness.slack) == []
+    assert harness.slack.calls_to("reactions.add")
+
+
+async def test_a_new_thread_through_socket_mode_gets_its_prompts() -> None:
+    async with FakeOpenRouter() as router, FakeSlack() as slack:
+        settings = Settings(
+            store_url="memory://", base_url=router.base_url, slack=SlackSettings(assistant=True)
+        )
+        secrets = Secrets(
+            openrouter_api_key=FAKE_API_KEY,
+            slack_bot_token=BOT_TOKEN,
+            slack_app_token=APP_TOKEN,
+            slack_api_url=slack.api_url,
+        )
+        conversations = build_conversations(settings, secrets)
+        await conversations.start()
+        adapter = SlackAdapter(conversations, settings, secrets, http=False)
+        try:
+            await adapter.connect_socket_mode()
+            await slack.wait_for_socket()
+            root = next_ts()
+            payload = json.loads(event_body(assistant_thread_started(USER, DM, root)))
+            envelope = await slack.send_envelope(payload)
+            await until(lambda: slack.calls_to("assistant.threads.setSuggestedPrompts"), "prompts")
+            await until(lambda: slack.socket_acks, "the ack")
+            await adapter.drain()
+        finally:
+            await adapter.close()
+            await conversations.close()
+    assert [ack["envelope_id"] for ack in slack.socket_acks] == [envelope]
+    [call] = slack.calls_to("assistant.threads.setSuggestedPrompts")
+    assert call.args["thread_ts"] == root
+
+
+async def test_an_empty_shortcut_setting_registers_no_shortcut() -> None:
+    async with running(shortcut="") as harness:
+        file = harness.slack.add_file("boat.png", png(), "image/png")
+        photo = harness.slack.add_user_message(CHANNEL, USER, "", files=[file])
+        body = shortcut_body(
+            photo, user=USER, channel=CHANNEL, response_url=harness.slack.response_url()
+        )
+        await harness.post(body, sign(body), "application/x-www-form-urlencoded")
+        await harness.settle()
+        assert harness.slack.calls_to("chat.postMessage") == []
+        assert harness.router.chat_requests == []
