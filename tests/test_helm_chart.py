@@ -8,6 +8,7 @@ Kubernetes JSON schemas from the `kubernetes-validate` wheel (strict: an unknown
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -244,11 +245,20 @@ def test_every_variable_the_pods_set_is_one_glimpse_reads() -> None:
         assert set(env_of(workload)) - SHARD_VARIABLES <= known
 
 
-def test_the_shard_variables_are_settings_of_the_discord_adapter() -> None:
+def test_the_shards_a_pod_computes_are_the_shards_glimpse_runs(
+    fake_glimpse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if "shard_ids" not in DiscordSettings.model_fields:
         pytest.skip("discord.shard_ids (issue 20, item 1: sharding) has not landed yet")
     names = {f"GLIMPSE_DISCORD__{name.upper()}" for name in DiscordSettings.model_fields}
     assert names >= SHARD_VARIABLES
+    statefulset = one(render({"discord": {"replicas": 2, "shardsPerPod": 2}}), "StatefulSet")
+    code, output = shards_of_pod(statefulset, 1, fake_glimpse)
+    assert code == 0, output
+    monkeypatch.setenv("GLIMPSE_DISCORD__SHARD_COUNT", "4")
+    monkeypatch.setenv("GLIMPSE_DISCORD__SHARD_IDS", output.split()[0].removeprefix("shards="))
+    settings = load_settings()
+    assert settings.discord.shard_count == 4 and settings.discord.shard_ids == [2, 3]
 
 
 def test_the_rendered_config_and_environment_load_as_settings(
@@ -340,3 +350,41 @@ def test_pods_run_read_only_with_writable_tmp_and_data_and_outlast_the_drain() -
         assert mounts[env_of(workload)["GLIMPSE_DATA_DIR"]["value"]] == "data"
         assert pod["terminationGracePeriodSeconds"] > Settings().shutdown_timeout_seconds
         assert pod["automountServiceAccountToken"] is False
+
+
+# --- what the README says ---
+
+
+def deep_merge(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = deep_merge(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def test_the_readmes_install_command_renders_valid_objects() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [command] = re.findall(r"^helm install glimpse deploy/helm/glimpse .*?[^\\]\n", readme, re.M | re.S)
+    words = shlex.split(command.replace("\\\n", " "))
+    values: dict[str, Any] = {}
+    for flag, setting in zip(words, words[1:], strict=False):
+        if flag == "--set":
+            values = deep_merge(values, helm.parse_set_string(setting))
+    assert values["secrets"] == {"create": False, "existingSecret": "glimpse-tokens"}
+    objects = render(values)
+    for item in objects:
+        kubernetes_validate.validate(item, KUBE_VERSIONS[-1], strict=True)
+    assert one(objects, "Ingress")["spec"]["rules"][0]["host"] == "glimpse.example.com"
+    assert "https://glimpse.example.com/slack/events" in readme
+
+
+def test_the_readmes_sharding_example(fake_glimpse: Path) -> None:
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    example = "with `--set discord.replicas=4 --set discord.shardsPerPod=2`, `glimpse-discord-1` runs shards 2 and 3 of 8"
+    assert example in readme
+    statefulset = one(render({"discord": {"replicas": 4, "shardsPerPod": 2}}), "StatefulSet")
+    assert env_of(statefulset)["GLIMPSE_DISCORD__SHARD_COUNT"]["value"] == "8"
+    code, output = shards_of_pod(statefulset, 1, fake_glimpse)
+    assert (code, output.split()[0]) == (0, "shards=2,3")
