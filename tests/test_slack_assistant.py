@@ -157,12 +157,15 @@ async def test_agent_view_question_is_a_top_level_dm_answered_in_its_own_thread(
     assert title.args["title"] == "About error.log"
 
 
+@pytest.mark.parametrize(
+    "refusal", ["not_allowed_token_type", "unknown_method", "feature_not_enabled"]
+)
 async def test_a_workspace_without_the_assistant_features_still_gets_answers_and_one_log_line(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, refusal: str
 ) -> None:
     async with running(assistant=True) as harness:
         harness.slack.withheld_scopes.add("assistant:write")  # installed from the classic manifest
-        harness.slack.fail_next("assistant.threads.setStatus", "not_allowed_token_type")
+        harness.slack.fail_next("assistant.threads.setStatus", refusal)
         root = next_ts()
         with caplog.at_level(logging.WARNING, logger="glimpse.slack"):
             await harness.event(assistant_thread_started(USER, DM, root))
@@ -178,7 +181,7 @@ async def test_a_workspace_without_the_assistant_features_still_gets_answers_and
         ]
         warnings = [r.getMessage() for r in caplog.records if "assistant.threads" in r.getMessage()]
         assert len(warnings) == 3
-        assert any("not_allowed_token_type" in w for w in warnings)
+        assert any(refusal in w for w in warnings)
         # Without Slack's status, the :eyes: reaction says Glimpse is working.
         assert len(harness.slack.calls_to("reactions.add")) == 2
 
