@@ -13,6 +13,14 @@ from typing import Any, ClassVar, TypeVar
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.discord_rules import (
+    MESSAGE_COMMAND,
+    MODAL_RESPONSE,
+    callback_problem,
+    commands_problem,
+    edit_problem,
+    followup_problem,
+)
 from tests.fakes.server import LoopbackServer
 
 __all__ = [
@@ -22,6 +30,9 @@ __all__ = [
     "BOT_ID",
     "BOT_ROLE_ID",
     "DM_CHANNEL_ID",
+    "FOREIGN_CHANNEL_ID",
+    "FOREIGN_GUILD_ID",
+    "PRIVATE_CHANNEL_ID",
     "VOICE_CHANNEL_ID",
     "GUILD_ID",
     "LOCKED_CHANNEL_ID",
@@ -49,6 +60,13 @@ EPHEMERAL_FLAG = 64
 LOADING_FLAG = 128
 HAS_SNAPSHOT_FLAG = 1 << 14
 REPLY_REFERENCE, FORWARD_REFERENCE = 0, 1  # message_reference.type
+MODAL_SUBMIT = 5  # interaction type
+TEXT_INPUT = 4  # component type
+INVALID_FORM_BODY = 50035
+# A user-installed app where its bot is absent may embed links, attach files and use external
+# emoji in its responses (what Discord sends as app_permissions there, give or take).
+USER_APP_PERMISSIONS = str((1 << 14) | (1 << 15) | (1 << 18))
+AUTOCOMPLETE_RESULT = 8  # interaction callback type
 
 _counter = itertools.count(1)
 _last_snowflake = 0
@@ -85,11 +103,17 @@ LOCKED_CHANNEL_ID = snowflake()  # creating threads here answers 403
 VOICE_CHANNEL_ID = snowflake()  # a voice channel's text chat: no threads possible
 DM_CHANNEL_ID = snowflake()
 MEMBER_ROLE_ID = snowflake()
+# Where a user who installed the app uses it but the bot is not: a server it never joined, and a
+# DM between two people. Interactions come from there; the bot's own REST calls are refused.
+FOREIGN_GUILD_ID = snowflake()
+FOREIGN_CHANNEL_ID = snowflake()
+PRIVATE_CHANNEL_ID = snowflake()
 BOT_ROLE_ID = snowflake()
 ALICE = make_user("alice")
 BOB = make_user("bob")
 OTHER_BOT = make_user("otherbot", bot=True)
 BOT_USER = make_user("glimpse", bot=True, user_id=BOT_ID)
+ELSEWHERE = frozenset({FOREIGN_CHANNEL_ID, PRIVATE_CHANNEL_ID})  # the bot cannot post or read here
 
 
 def _now() -> str:
@@ -157,6 +181,8 @@ class FakeDiscord(LoopbackServer):
         self._responded: set[str] = set()
         self._interaction_channels: dict[str, int] = {}  # interaction token -> channel id
         self._faults: list[tuple[str, str, int, float]] = []  # method, path part, status, wait
+        self._modals: dict[str, dict[str, Any]] = {}  # interaction token -> the modal shown
+        self._followups: dict[str, list[int]] = {}  # interaction token -> follow-up message ids
         for channel in _guild_channels():
             self.channels[int(channel["id"])] = channel
 
@@ -256,30 +282,87 @@ class FakeDiscord(LoopbackServer):
         The Discord client sends a forward's optional comment as a separate message right after
         it: send that with `user_message`. Returns the forward's payload.
         """
-        snapshot = {
-            "type": 0,
-            "content": content,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": attachments or [],
-            "embeds": embeds or [],
-            "timestamp": _now(),
-            "edited_timestamp": None,
-            "flags": 0,
-            "components": [],
-        }
-        message = self._message(channel_id, "", author, [], None, flags=HAS_SNAPSHOT_FLAG)
-        message["message_reference"] = {
-            "type": FORWARD_REFERENCE,
-            "message_id": str(snowflake()),
-            "channel_id": str(snowflake()),
-            "guild_id": str(snowflake()),
-        }
-        message["message_snapshots"] = [{"message": snapshot}]
+        message = self._forwarded(channel_id, content, attachments or [], embeds or [], author)
         if "guild_id" in message:
             message["member"] = _member(roles or [MEMBER_ROLE_ID])
         await self.dispatch("MESSAGE_CREATE", message)
         return message
+
+    def message_elsewhere(
+        self,
+        channel_id: int,
+        content: str = "",
+        *,
+        attachments: list[dict[str, Any]] | None = None,
+        forwarded: list[dict[str, Any]] | None = None,
+        author: dict[str, Any] = BOB,
+    ) -> dict[str, Any]:
+        """A message the bot never receives (a server it is not in, a DM between people): only stored.
+
+        `forwarded` makes it a forward carrying these attachments in its snapshot. Returns the payload,
+        for `message_command` to resolve.
+        """
+        if forwarded is not None:
+            message = self._forwarded(channel_id, content, forwarded, [], author)
+        else:
+            message = self._message(channel_id, content, author, attachments or [], None)
+        if channel_id == FOREIGN_CHANNEL_ID:
+            message["guild_id"] = str(FOREIGN_GUILD_ID)
+        return message
+
+    async def message_command(
+        self,
+        name: str,
+        target: dict[str, Any],
+        *,
+        user: dict[str, Any] = ALICE,
+    ) -> dict[str, Any]:
+        """A message context menu command used on `target` (in the target's channel), dispatched.
+
+        As Discord sends it: type 2, `data.type` 3, `data.target_id` and the message itself in
+        `data.resolved.messages`.
+        """
+        channel_id = int(target["channel_id"])
+        interaction = self._interaction(
+            name, [], channel_id, user, {}, command_type=MESSAGE_COMMAND
+        )
+        data = interaction["data"]
+        del data["options"]
+        data.update(target_id=target["id"], resolved={"messages": {target["id"]: target}})
+        await self.dispatch("INTERACTION_CREATE", interaction)
+        return interaction
+
+    def modal_shown(self, interaction: dict[str, Any]) -> dict[str, Any] | None:
+        """The modal the bot answered `interaction` with (callback type 9), if any."""
+        return self._modals.get(interaction["token"])
+
+    async def submit_modal(self, interaction: dict[str, Any], *values: str) -> dict[str, Any]:
+        """The person fills in the modal shown for `interaction` (its text inputs in order): type 5."""
+        modal = self._modals[interaction["token"]]
+        inputs = [
+            item
+            for row in modal["components"]
+            for item in (row.get("components") or [row.get("component") or row])
+            if item.get("type") == TEXT_INPUT
+        ]
+        rows = [
+            {
+                "type": 1,
+                "components": [{"type": TEXT_INPUT, "custom_id": i["custom_id"], "value": v}],
+            }
+            for i, v in zip(inputs, values, strict=True)
+        ]
+        token = f"interaction-token-{snowflake()}"
+        self._interaction_channels[token] = self._interaction_channels[interaction["token"]]
+        submit = {
+            **interaction,
+            "id": str(snowflake()),
+            "type": MODAL_SUBMIT,
+            "token": token,
+            "data": {"custom_id": modal["custom_id"], "components": rows},
+        }
+        await self.dispatch("INTERACTION_CREATE", submit)
+        return submit
 
     async def replay(self, message: dict[str, Any]) -> None:
         """Dispatch a MESSAGE_CREATE again, as the gateway does when it replays events after a resume."""
@@ -369,6 +452,14 @@ class FakeDiscord(LoopbackServer):
 
     def calls_to(self, method: str, path_part: str) -> list[RestCall]:
         return [c for c in self.calls if c.method == method and path_part in c.path]
+
+    def responses(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
+        """The interaction's original response, then its follow-ups, as they read now (deleted left out)."""
+        token = interaction["token"]
+        ids = [self._originals.get(token), *self._followups.get(token, [])]
+        return [
+            self.messages[i] for i in ids if i is not None and not self.messages[i].get("deleted")
+        ]
 
     def original_response(self, interaction: dict[str, Any]) -> dict[str, Any] | None:
         message_id = self._originals.get(interaction["token"])
@@ -535,8 +626,8 @@ class FakeDiscord(LoopbackServer):
     async def _get_application(self, *_: Any) -> web.Response:
         return _json(_application())
 
-    async def _typing(self, *_: Any) -> web.Response:
-        return web.Response(status=204)
+    async def _typing(self, parts: list[str], *_: Any) -> web.Response:
+        return _missing_access() if int(parts[1]) in ELSEWHERE else web.Response(status=204)
 
     async def _get_gateway(self, *_: Any) -> web.Response:
         return _json(
@@ -554,6 +645,8 @@ class FakeDiscord(LoopbackServer):
 
     async def _put_commands(self, parts: list[str], body: Any, _: web.Request) -> web.Response:
         scope = parts[3] if len(parts) == 5 else "global"
+        if (problem := commands_problem(body)) is not None:
+            return _error(400, INVALID_FORM_BODY, f"Invalid Form Body ({problem})")
         stored = [
             {
                 **command,
@@ -569,17 +662,21 @@ class FakeDiscord(LoopbackServer):
             for command in body
         ]
         if scope != "global":
-            for command in stored:
-                command["guild_id"] = scope
+            for command in stored:  # installs and contexts apply to global commands only
+                command.update(guild_id=scope, integration_types=None, contexts=None)
         self.commands[scope] = stored
         return _json(stored)
 
     async def _get_channel(self, parts: list[str], *_: Any) -> web.Response:
+        if int(parts[1]) in ELSEWHERE:
+            return _missing_access()
         channel = self.channels.get(int(parts[1]))
         return _json(channel) if channel else _error(404, 10003, "Unknown Channel")
 
     async def _post_message(self, parts: list[str], body: Any, _: web.Request) -> web.Response:
         channel_id = int(parts[1])
+        if channel_id in ELSEWHERE:
+            return _missing_access()
         reference = (body.get("message_reference") or {}).get("message_id")
         message = self._message(
             channel_id,
@@ -593,6 +690,8 @@ class FakeDiscord(LoopbackServer):
         return _json(message)
 
     async def _get_message(self, parts: list[str], *_: Any) -> web.Response:
+        if int(parts[1]) in ELSEWHERE:
+            return _missing_access()
         message = self.messages.get(int(parts[3]))
         if message is None or message["channel_id"] != parts[1] or message.get("deleted"):
             return _error(404, 10008, "Unknown Message")
@@ -606,6 +705,8 @@ class FakeDiscord(LoopbackServer):
 
     async def _start_thread(self, parts: list[str], body: Any, _: web.Request) -> web.Response:
         channel_id, message_id = int(parts[1]), int(parts[3])
+        if channel_id in ELSEWHERE:
+            return _missing_access()
         if channel_id in self.forbid_threads:
             return _error(403, 50013, "Missing Permissions")
         if message_id in self.channels:
@@ -617,12 +718,20 @@ class FakeDiscord(LoopbackServer):
 
     async def _callback(self, parts: list[str], body: Any, _: web.Request) -> web.Response:
         interaction_id, token = parts[1], parts[2]
+        if (problem := callback_problem(body)) is not None:
+            return _error(400, INVALID_FORM_BODY, f"Invalid Form Body ({problem})")
         if token in self._responded:
             return _error(400, 40060, "Interaction has already been acknowledged.")
         self._responded.add(token)
         data = body.get("data") or {}
         flags = int(data.get("flags") or 0)
         kind = body["type"]
+        if kind in (MODAL_RESPONSE, AUTOCOMPLETE_RESULT):  # no message of its own
+            if kind == MODAL_RESPONSE:
+                self._modals[token] = data
+            return _json(
+                {"interaction": {"id": interaction_id, "type": 2}, "resource": {"type": kind}}
+            )
         channel_id = self._interaction_channels[token]
         content = data.get("content") or ""
         message = self._message(
@@ -651,6 +760,8 @@ class FakeDiscord(LoopbackServer):
 
     async def _followup(self, parts: list[str], body: Any, request: web.Request) -> web.Response:
         token = parts[2]
+        if (problem := followup_problem(body)) is not None:
+            return _error(400, INVALID_FORM_BODY, f"Invalid Form Body ({problem})")
         if token not in self._responded:
             return _error(404, 10015, "Unknown Webhook")
         channel_id = self._interaction_channels[token]
@@ -667,6 +778,7 @@ class FakeDiscord(LoopbackServer):
             application_id=str(APP_ID),
             allowed_mentions=body.get("allowed_mentions"),
         )
+        self._followups.setdefault(token, []).append(int(message["id"]))
         return (
             _json(message) if request.query.get("wait") in ("true", "1", "True") else _ok(None, 204)
         )
@@ -683,6 +795,8 @@ class FakeDiscord(LoopbackServer):
             message["deleted"] = True
             return _ok(None, 204)
         if request.method == "PATCH":
+            if (problem := edit_problem(body)) is not None:
+                return _error(400, INVALID_FORM_BODY, f"Invalid Form Body ({problem})")
             _apply_edit(message, body)
             message["flags"] = int(message.get("flags", 0)) & ~LOADING_FLAG
         return _json(message)
@@ -743,6 +857,37 @@ class FakeDiscord(LoopbackServer):
         self.messages[int(message["id"])] = message
         return message
 
+    def _forwarded(
+        self,
+        channel_id: int,
+        content: str,
+        attachments: list[dict[str, Any]],
+        embeds: list[dict[str, Any]],
+        author: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A forward: no content of its own, a FORWARD reference and one snapshot (no author)."""
+        snapshot = {
+            "type": 0,
+            "content": content,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments,
+            "embeds": embeds,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "flags": 0,
+            "components": [],
+        }
+        message = self._message(channel_id, "", author, [], None, flags=HAS_SNAPSHOT_FLAG)
+        message["message_reference"] = {
+            "type": FORWARD_REFERENCE,
+            "message_id": str(snowflake()),
+            "channel_id": str(snowflake()),
+            "guild_id": str(snowflake()),
+        }
+        message["message_snapshots"] = [{"message": snapshot}]
+        return message
+
     def _interaction(
         self,
         name: str,
@@ -751,14 +896,27 @@ class FakeDiscord(LoopbackServer):
         user: dict[str, Any],
         attachments: dict[str, dict[str, Any]],
         permissions: str = ALL_PERMISSIONS,
+        *,
+        command_type: int = 1,
     ) -> dict[str, Any]:
         token = f"interaction-token-{snowflake()}"
         self._interaction_channels[token] = channel_id
-        scope = str(GUILD_ID) if str(GUILD_ID) in self.commands else "global"
+        in_guild = channel_id in self.channels and str(GUILD_ID) in self.commands
+        scope = str(GUILD_ID) if in_guild else "global"
         command = next(
-            (c for c in self.commands.get(scope, []) if c["name"] == name), {"id": str(snowflake())}
+            (
+                c
+                for c in self.commands.get(scope, [])
+                if c["name"] == name and c["type"] == command_type
+            ),
+            {"id": str(snowflake())},
         )
-        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1, "options": options}
+        data: dict[str, Any] = {
+            "id": command["id"],
+            "name": name,
+            "type": command_type,
+            "options": options,
+        }
         if attachments:
             data["resolved"] = {"attachments": attachments}
         interaction: dict[str, Any] = {
@@ -786,6 +944,25 @@ class FakeDiscord(LoopbackServer):
                 member={**_member([MEMBER_ROLE_ID]), "user": user, "permissions": permissions},
                 authorizing_integration_owners={"0": str(GUILD_ID)},
             )
+        elif channel_id == FOREIGN_CHANNEL_ID:  # installed by the user; the bot is not a member
+            interaction.update(
+                guild_id=str(FOREIGN_GUILD_ID),
+                guild={"id": str(FOREIGN_GUILD_ID), "locale": "en-US", "features": []},
+                guild_locale="en-US",
+                context=0,
+                channel=_foreign_channel(),
+                member={**_member([]), "user": user, "permissions": permissions},
+                authorizing_integration_owners={"1": user["id"]},
+                app_permissions=USER_APP_PERMISSIONS,
+            )
+        elif channel_id == PRIVATE_CHANNEL_ID:  # a DM between two people
+            interaction.update(
+                user=user,
+                context=2,
+                authorizing_integration_owners={"1": user["id"]},
+                channel={"id": str(channel_id), "type": 1, "recipients": [BOB]},
+                app_permissions=USER_APP_PERMISSIONS,
+            )
         else:
             interaction.update(
                 user=user,
@@ -794,6 +971,10 @@ class FakeDiscord(LoopbackServer):
                 channel={"id": str(channel_id), "type": 1, "recipients": [user]},
             )
         return interaction
+
+
+def _missing_access() -> web.Response:
+    return _error(403, 50001, "Missing Access")
 
 
 def _ok(data: Any, status: int = 200) -> web.Response:
@@ -908,6 +1089,24 @@ def _guild_channels() -> list[dict[str, Any]]:
         text(LOCKED_CHANNEL_ID, "no-threads", 2),
         voice,
     ]
+
+
+def _foreign_channel() -> dict[str, Any]:
+    """The channel object an interaction carries from a server the bot is not in."""
+    return {
+        "id": str(FOREIGN_CHANNEL_ID),
+        "type": 0,
+        "guild_id": str(FOREIGN_GUILD_ID),
+        "name": "elsewhere",
+        "position": 0,
+        "permission_overwrites": [],
+        "nsfw": False,
+        "parent_id": None,
+        "topic": None,
+        "last_message_id": None,
+        "rate_limit_per_user": 0,
+        "flags": 0,
+    }
 
 
 def _application() -> dict[str, Any]:
