@@ -1,5 +1,9 @@
 """The `/ask question [image]`, `/reset` and `/model [name]` application commands, and their sync.
 
+`/ask` and `/reset` can be installed to a user's account as well as to a server, and work in
+servers, the bot's DMs and DMs between people (`adapters.discord_interactions` answers where the
+bot cannot post); so do the message menus of `adapters.discord_menus`.
+
 `image` keeps its name (people and the README know it) but takes any file: the core reads text,
 logs, code and PDFs as well as images.
 """
@@ -7,20 +11,19 @@ logs, code and PDFs as well as images.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 
 import discord
 from discord import app_commands
 
-from adapters.discord_sink import (
-    NO_MENTIONS,
-    DiscordSink,
-    TargetFactory,
-    in_channel,
-    reply_to,
-    thread_on,
+from adapters.discord_interactions import (
+    DMS_OFF,
+    InteractionAnswers,
+    bot_can_post,
+    place_key,
 )
+from adapters.discord_menus import MessageMenus, add_menus
+from adapters.discord_sink import NO_MENTIONS
 from adapters.discord_translate import (
     DM_WORKSPACE,
     PLATFORM,
@@ -29,7 +32,6 @@ from adapters.discord_translate import (
     author_roles,
     dm_key,
     root_key,
-    thread_name,
 )
 from bot.access import REFUSAL, AccessPolicy
 from bot.config import Settings
@@ -40,8 +42,6 @@ __all__ = ["SlashCommands", "build_tree", "sync_commands"]
 
 log = logging.getLogger("glimpse.discord")
 
-QUESTION_PREVIEW_CHARS = 1800
-DMS_OFF = "I don't answer direct messages here. Ask me in a server channel instead."
 RESET_WHERE = "Use /reset inside a thread I'm answering in, or in our direct messages."
 RESET_DONE = "Done: I've forgotten this conversation. Your next message starts a new one."
 RESET_FAILED = "I couldn't reach my memory just now, so nothing was forgotten. Please try again."
@@ -59,35 +59,18 @@ class SlashCommands:
         self._settings = settings
         self._chains = chains
         self._policy = AccessPolicy(settings)
+        self.answers = InteractionAnswers(conversations, settings, chains)
 
     async def ask(
         self, interaction: discord.Interaction, question: str, image: discord.Attachment | None
     ) -> None:
         """Acknowledge at once, show the question, then answer in a new thread (or in place)."""
-        if interaction.guild_id is None and not self._settings.discord.allow_dms:
-            await interaction.response.send_message(DMS_OFF, ephemeral=True)
-            return
-        try:
-            await interaction.response.defer(thinking=True)  # Discord's 3 s deadline
-        except discord.HTTPException as exc:  # already acknowledged (a replay) or expired
-            log.info("cannot acknowledge /ask %s: %s", interaction.id, exc)
-            return
-        original = await interaction.edit_original_response(
-            content=_question_header(question, image), allowed_mentions=NO_MENTIONS
+        await self.answers.answer(
+            interaction,
+            question,
+            about=f"📎 {image.filename}" if image is not None else None,
+            attachments=attachment_refs([image] if image is not None else []),
         )
-        incoming, target = self._incoming(interaction, original, question, image)
-        on_posted = None
-        if interaction.guild_id is not None:  # replies to any of these continue the conversation
-            root = int(incoming.key.thread)
-            self._chains.remember(original.id, root)
-            on_posted = partial(self._chains.remember, root_id=root)
-        sink = DiscordSink(target, quiet=_ephemeral(interaction), on_posted=on_posted)
-        try:
-            await self._conversations.handle(incoming, sink)
-        finally:
-            await sink.close()
-        if not sink.started:  # refused, rate-limited, a duplicate...: no question left hanging
-            await _quietly(interaction.delete_original_response())
 
     async def reset(self, interaction: discord.Interaction) -> None:
         """Forget the conversation of the thread or DM the command was used in."""
@@ -151,59 +134,13 @@ class SlashCommands:
         found = [model for model in ids if typed in model.lower()]
         return [app_commands.Choice(name=model, value=model) for model in found[:MAX_CHOICES]]
 
-    def _incoming(
-        self,
-        interaction: discord.Interaction,
-        original: discord.Message,
-        question: str,
-        image: discord.Attachment | None,
-    ) -> tuple[IncomingMessage, TargetFactory]:
-        images, files, others = attachment_refs([image] if image is not None else [])
-        name = thread_name(question, images, files)
-        key, parent, target = self._place(interaction, original, name)
-        incoming = IncomingMessage(
-            key=key,
-            message_id=str(interaction.id),
-            author_id=str(interaction.user.id),
-            author_name=interaction.user.display_name,
-            text=question,
-            images=images,
-            files=files,
-            other_files=others,
-            author_roles=author_roles(interaction.user),
-            parent_channel=parent,
-            is_direct=interaction.guild_id is None,
-            shared=interaction.guild_id is not None,  # a guild thread: several people may talk
-        )
-        return incoming, target
-
-    def _place(
-        self, interaction: discord.Interaction, original: discord.Message, name: str
-    ) -> tuple[ConversationKey, str | None, TargetFactory]:
-        """The conversation and the answer's place: the thread or DM asked in, else a new thread."""
-        channel = interaction.channel
-        if interaction.guild_id is None:
-            return (
-                dm_key(interaction.channel_id or original.channel.id),
-                None,
-                in_channel(original.channel),
-            )
-        if isinstance(channel, discord.Thread):
-            return (
-                root_key(interaction.guild_id, channel.id),
-                str(channel.parent_id),
-                in_channel(channel),
-            )
-        key = root_key(interaction.guild_id, original.id)
-        parent = str(interaction.channel_id)
-        if isinstance(channel, discord.TextChannel):
-            return key, parent, thread_on(original, name)
-        return key, parent, reply_to(original)
-
     def _reset_key(
         self, interaction: discord.Interaction
     ) -> tuple[ConversationKey | None, str | None]:
         channel = interaction.channel
+        if not bot_can_post(interaction):  # a place only the user installed Glimpse for
+            parent = interaction.channel_id if interaction.guild_id is not None else None
+            return place_key(interaction), str(parent) if parent is not None else None
         if interaction.guild_id is None and interaction.channel_id is not None:
             return dm_key(interaction.channel_id), None
         if interaction.guild_id is not None and isinstance(channel, discord.Thread):
@@ -214,10 +151,12 @@ class SlashCommands:
 def build_tree(
     client: discord.Client, commands: SlashCommands
 ) -> app_commands.CommandTree[discord.Client]:
-    """The command tree with `/ask`, `/reset` and `/model`."""
+    """The command tree with `/ask`, `/reset`, `/model` and the two message menus."""
     tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
 
     @tree.command(name="ask", description="Ask Glimpse a question, optionally about a file")
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.describe(
         question="What you want to know", image="An image, a text file or a PDF to ask about"
     )
@@ -227,6 +166,8 @@ def build_tree(
         await commands.ask(interaction, question, image)
 
     @tree.command(name="reset", description="Make Glimpse forget this thread's conversation")
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     async def reset(interaction: discord.Interaction) -> None:
         await commands.reset(interaction)
 
@@ -243,6 +184,7 @@ def build_tree(
     ) -> list[app_commands.Choice[str]]:
         return await commands.model_choices(current)
 
+    add_menus(tree, MessageMenus(commands.answers))
     return tree
 
 
@@ -277,30 +219,3 @@ def _model_place(interaction: discord.Interaction) -> tuple[str, str]:
     if isinstance(channel, discord.Thread) and channel.parent_id is not None:
         return str(interaction.guild_id), str(channel.parent_id)
     return str(interaction.guild_id), str(channel_id)
-
-
-def _question_header(question: str, image: discord.Attachment | None) -> str:
-    """The public message an `/ask` answer hangs from: the question, quoted."""
-    text = (
-        question
-        if len(question) <= QUESTION_PREVIEW_CHARS
-        else question[: QUESTION_PREVIEW_CHARS - 1] + "…"
-    )
-    quoted = "\n".join(f"> {line}" for line in text.splitlines() or [""])
-    return quoted + (f"\n📎 {image.filename}" if image is not None else "")
-
-
-def _ephemeral(interaction: discord.Interaction) -> Callable[[str], Awaitable[None]]:
-    """Notices no answer followed (refusals, rate limits) reach only the person who asked."""
-
-    async def send(text: str) -> None:
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-
-    return send
-
-
-async def _quietly(action: Awaitable[object]) -> None:
-    try:
-        await action
-    except discord.HTTPException as exc:
-        log.debug("cleanup after /ask failed: %s", exc)

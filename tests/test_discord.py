@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from adapters.discord_commands import RESET_DONE
+from adapters.discord_menus import ASK_ABOUT, DESCRIBE
 from adapters.discord_translate import ReplyChains, root_key
 from adapters.split import split_message
 from bot.access import REFUSAL
@@ -355,7 +356,13 @@ async def test_a_file_glimpse_cannot_read_is_named_in_a_note(env: Env) -> None:
 
 
 async def test_commands_are_synced_to_the_configured_guild(env: Env) -> None:
-    assert {c["name"] for c in env.fake.commands[str(GUILD_ID)]} == {"ask", "reset", "model"}
+    assert {c["name"] for c in env.fake.commands[str(GUILD_ID)]} == {
+        "ask",
+        "reset",
+        "model",
+        DESCRIBE,
+        ASK_ABOUT,
+    }
     assert "global" not in env.fake.commands
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord import create_client, run_discord
+from adapters.discord_menus import ASK_ABOUT, DESCRIBE
 from bot.app import build_conversations
 from bot.config import ConfigError, Secrets, Settings, StartupError
 from bot.conversations import Conversations
@@ -116,7 +117,13 @@ async def test_without_guild_ids_commands_sync_globally_dms_off_and_refusals_sil
             await asyncio.wait_for(runner, timeout=5)
             await conversations.close()
 
-    assert {c["name"] for c in fake.commands["global"]} == {"ask", "reset", "model"}
+    assert {c["name"] for c in fake.commands["global"]} == {
+        "ask",
+        "reset",
+        "model",
+        DESCRIBE,
+        ASK_ABOUT,
+    }
     assert fake.bot_messages(DM_CHANNEL_ID) == []
     assert fake.bot_messages(TEXT_CHANNEL_ID) == []  # no refusal note: silent
     assert fake.calls_to("POST", f"/messages/{blocked['id']}/threads") == []
