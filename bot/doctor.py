@@ -17,7 +17,13 @@ from bot.openrouter import ModelError, ModelInfo, OpenRouterClient
 from bot.store import StoreError, is_relative_sqlite, open_store, sqlite_path, store_location
 from bot.tokens import TokenCounter
 
-__all__ = ["Check", "discord_invite_url", "relative_store_problem", "run_checks"]
+__all__ = [
+    "Check",
+    "discord_invite_url",
+    "discord_user_install_url",
+    "relative_store_problem",
+    "run_checks",
+]
 
 KEYS_PAGE = "https://openrouter.ai/keys"
 MODELS_PAGE = "https://openrouter.ai/models"
@@ -52,6 +58,14 @@ def discord_invite_url(application_id: str) -> str:
     return (
         f"https://discord.com/oauth2/authorize?client_id={application_id}"
         f"&permissions={DISCORD_PERMISSIONS}&scope=bot%20applications.commands"
+    )
+
+
+def discord_user_install_url(application_id: str) -> str:
+    """Install to one's own account (integration type 1): commands only, no bot user, no permissions."""
+    return (
+        f"https://discord.com/oauth2/authorize?client_id={application_id}"
+        "&integration_type=1&scope=applications.commands"
     )
 
 
@@ -335,7 +349,11 @@ def _platform_checks(settings: Settings, secrets: Secrets) -> list[Check]:
     if secrets.discord_token:
         detail = "DISCORD_TOKEN is set"
         if settings.discord.application_id:
-            detail += f"; invite: {discord_invite_url(settings.discord.application_id)}"
+            application_id = settings.discord.application_id
+            detail += (
+                f"; invite: {discord_invite_url(application_id)}"
+                f"; install to a user account: {discord_user_install_url(application_id)}"
+            )
         checks.append(Check(True, "discord", detail))
     if secrets.slack_bot_token:
         missing = [

@@ -11,7 +11,12 @@ import pytest
 
 from bot.config import Secrets, Settings
 from bot.context import MIN_USER_TEXT_TOKENS, Budget, ContextBuilder, ContextError
-from bot.doctor import DISCORD_PERMISSIONS, discord_invite_url, run_checks
+from bot.doctor import (
+    DISCORD_PERMISSIONS,
+    discord_invite_url,
+    discord_user_install_url,
+    run_checks,
+)
 from bot.memory import SPEAKERS_NOTE
 from bot.store import open_store
 from bot.tokens import TokenCounter
@@ -51,6 +56,10 @@ async def test_platform_lines_say_what_is_configured(
     report = out.getvalue()
     assert code == 1  # Slack has neither an app token nor a signing secret
     assert discord_invite_url("123456789") in report
+    assert (
+        "install to a user account: https://discord.com/oauth2/authorize?client_id=123456789"
+        "&integration_type=1&scope=applications.commands"
+    ) in report
     assert "FAIL slack:" in report and "SLACK_APP_TOKEN" in report
 
 
@@ -60,6 +69,12 @@ def test_the_invite_asks_for_what_the_bot_uses() -> None:
     assert DISCORD_PERMISSIONS & send_in_threads
     assert DISCORD_PERMISSIONS & (1 << 3) == 0  # never administrator
     assert "scope=bot%20applications.commands" in discord_invite_url("1")
+
+
+def test_the_user_install_asks_for_commands_only() -> None:
+    url = discord_user_install_url("42")
+    assert "integration_type=1" in url and url.endswith("&scope=applications.commands")
+    assert "permissions=" not in url and "bot" not in url
 
 
 # --- what breaks every chat, worded for the operator ---
