@@ -56,6 +56,10 @@ QUESTION_PREVIEW_CHARS = 1800  # of the question quoted above an answer in a thr
 INLINE_PREVIEW_CHARS = 300  # of the question quoted at the top of an answer given in place
 ANSWER_MIN_CHARS = 1000  # what the first message of an in-place answer keeps for the answer
 NO_ATTACHMENTS = Attachments()
+# Discord's cap on follow-ups to an interaction only a user install authorized (the app is not in
+# the server, or a DM between people): an answer longer than the response and these is cut.
+MAX_FOLLOWUPS = 5
+CUT_MARK = "\n… (cut here: Discord allows no more messages for this answer)"
 DMS_OFF = "I don't answer direct messages here. Ask me in a server channel instead."
 
 
@@ -185,7 +189,8 @@ class InteractionSink(StreamingSink):
     """An answer in an interaction's deferred response (under the question), long ones continued in follow-ups.
 
     Notices before the answer go at its top; when no answer follows (a refusal, a duplicate) the
-    deferred response is deleted and the notices reach only the person who asked.
+    deferred response is deleted and the notices reach only the person who asked. Past Discord's
+    cap on follow-ups the rest of the answer is left out, and the last message says so.
     """
 
     def __init__(self, interaction: discord.Interaction, header: str) -> None:
@@ -194,6 +199,8 @@ class InteractionSink(StreamingSink):
         self._header = header
         self._held: list[str] = []
         self._started = False
+        self._followups = 0
+        self._cut_after: Any = _DROPPED  # the handle of the message that ends with CUT_MARK
 
     @property
     def started(self) -> bool:
@@ -206,19 +213,27 @@ class InteractionSink(StreamingSink):
         top = "\n\n".join([self._header, *self._held])
         self._held = []
         self._header = top[: DISCORD_MESSAGE_LIMIT - ANSWER_MIN_CHARS - 1]
-        self._limit = DISCORD_MESSAGE_LIMIT - len(self._header) - 1
+        # Every piece leaves room for the header above the first and the cut mark under the last.
+        self._limit = DISCORD_MESSAGE_LIMIT - max(len(self._header) + 1, len(CUT_MARK))
 
     async def _post(self, text: str) -> Any:
         if not self._posted:  # the first piece: the deferred response itself
             await self._edit_original(text)
             return None
+        if self._followups >= MAX_FOLLOWUPS:
+            await self._mark_cut()
+            return _DROPPED
+        self._followups += 1
         return await self._interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS)
 
     async def _edit(self, handle: Any, text: str) -> None:
+        if handle is _DROPPED:
+            return
+        shown = text + (CUT_MARK if handle is self._cut_after else "")
         if handle is None:
-            await self._edit_original(text)
+            await self._edit_original(shown)
         else:
-            await handle.edit(content=text, allowed_mentions=NO_MENTIONS)
+            await handle.edit(content=shown, allowed_mentions=NO_MENTIONS)
 
     # --- ReplySink ---
 
@@ -226,6 +241,12 @@ class InteractionSink(StreamingSink):
         if not self._started:
             self._held.append(text)
             return
+        if self._followups >= MAX_FOLLOWUPS:
+            log.info(
+                "notice for interaction %s not shown: no follow-ups left", self._interaction.id
+            )
+            return
+        self._followups += 1
         await self._interaction.followup.send(
             text[:DISCORD_MESSAGE_LIMIT], allowed_mentions=NO_MENTIONS
         )
@@ -241,10 +262,28 @@ class InteractionSink(StreamingSink):
                 text[:DISCORD_MESSAGE_LIMIT], ephemeral=True, allowed_mentions=NO_MENTIONS
             )
 
+    # --- internals ---
+
+    async def _mark_cut(self) -> None:
+        """Once: end the last message posted with a mark saying the rest could not be shown."""
+        if self._cut_after is not _DROPPED:
+            return
+        handle, shown = self._posted[-1]
+        self._cut_after = handle
+        log.warning(
+            "answer to interaction %s cut after %d follow-ups (Discord's cap for a user install)",
+            self._interaction.id,
+            MAX_FOLLOWUPS,
+        )
+        await self._edit(handle, shown)
+
     async def _edit_original(self, text: str) -> None:
         await self._interaction.edit_original_response(
             content=f"{self._header}\n{text}", allowed_mentions=NO_MENTIONS
         )
+
+
+_DROPPED: Any = object()  # the handle of a piece left unposted (past the follow-up cap)
 
 
 def _incoming(

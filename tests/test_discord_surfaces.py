@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from adapters.discord_interactions import CUT_MARK, MAX_FOLLOWUPS
 from adapters.discord_menus import ASK_ABOUT, DESCRIBE, NO_IMAGE
 from adapters.split import split_message
 from bot.access import REFUSAL
@@ -177,7 +178,7 @@ async def test_a_long_answer_continues_in_follow_ups(env: Env) -> None:
     )
 
     header = "> tell me everything\n"
-    pieces = split_message(answer, 2000 - len(header))
+    pieces = split_message(answer, 2000 - max(len(header), len(CUT_MARK)))
 
     def shown() -> list[str] | None:
         texts = [m["content"] for m in env.fake.responses(interaction)]
@@ -300,3 +301,23 @@ def _has_image(request: dict[str, Any]) -> bool:
         isinstance(m["content"], list) and any(p["type"] == "image_url" for p in m["content"])
         for m in request["messages"]
     )
+
+
+async def test_past_five_follow_ups_the_answer_is_cut_with_a_mark(env: Env) -> None:
+    answer = "\n\n".join(f"Part {i}: " + "waves on the pier " * 30 for i in range(40))
+    env.router.reply_next(answer)
+    interaction = await env.fake.slash(
+        "ask", ask("an endless answer"), channel_id=PRIVATE_CHANNEL_ID
+    )
+
+    def cut() -> list[str] | None:
+        shown = [m["content"] for m in env.fake.responses(interaction)]
+        return shown if shown and shown[-1].endswith(CUT_MARK) else None
+
+    texts = await env.fake.wait_for(cut)
+
+    assert len(texts) == 1 + MAX_FOLLOWUPS  # the response and Discord's five follow-ups
+    assert all(len(text) <= 2000 for text in texts)
+    header = "> an endless answer"
+    pieces = split_message(answer, 2000 - max(len(header) + 1, len(CUT_MARK)))
+    assert texts == [f"{header}\n{pieces[0]}", *pieces[1:5], pieces[5] + CUT_MARK]

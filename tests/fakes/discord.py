@@ -63,9 +63,11 @@ REPLY_REFERENCE, FORWARD_REFERENCE = 0, 1  # message_reference.type
 MODAL_SUBMIT = 5  # interaction type
 TEXT_INPUT = 4  # component type
 INVALID_FORM_BODY = 50035
-# A user-installed app where its bot is absent may embed links, attach files and use external
-# emoji in its responses (what Discord sends as app_permissions there, give or take).
-USER_APP_PERMISSIONS = str((1 << 14) | (1 << 15) | (1 << 18))
+# Follow-ups an interaction may have when only a user install authorized it (the app is not in
+# the server, or it is a DM between people).
+USER_APP_FOLLOWUPS = 5
+# What app_permissions holds in a DM between people: EMBED_LINKS | ATTACH_FILES | MENTION_EVERYONE.
+USER_APP_PERMISSIONS = str((1 << 14) | (1 << 15) | (1 << 17))
 AUTOCOMPLETE_RESULT = 8  # interaction callback type
 
 _counter = itertools.count(1)
@@ -183,6 +185,9 @@ class FakeDiscord(LoopbackServer):
         self._faults: list[tuple[str, str, int, float]] = []  # method, path part, status, wait
         self._modals: dict[str, dict[str, Any]] = {}  # interaction token -> the modal shown
         self._followups: dict[str, list[int]] = {}  # interaction token -> follow-up message ids
+        self._user_only: set[str] = (
+            set()
+        )  # tokens of interactions authorized by a user install only
         for channel in _guild_channels():
             self.channels[int(channel["id"])] = channel
 
@@ -354,6 +359,8 @@ class FakeDiscord(LoopbackServer):
         ]
         token = f"interaction-token-{snowflake()}"
         self._interaction_channels[token] = self._interaction_channels[interaction["token"]]
+        if interaction["token"] in self._user_only:
+            self._user_only.add(token)
         submit = {
             **interaction,
             "id": str(snowflake()),
@@ -764,6 +771,15 @@ class FakeDiscord(LoopbackServer):
             return _error(400, INVALID_FORM_BODY, f"Invalid Form Body ({problem})")
         if token not in self._responded:
             return _error(404, 10015, "Unknown Webhook")
+        original = self.messages.get(self._originals.get(token) or 0)
+        if original and not original.get("deleted") and original["flags"] & LOADING_FLAG:
+            # Right after a deferred response a follow-up edits the loading message (Discord keeps
+            # this for compatibility): no new message, and the defer's ephemeral state stays.
+            _apply_edit(original, body)
+            original["flags"] &= ~LOADING_FLAG
+            return _json(original)
+        if token in self._user_only and len(self._followups.get(token, [])) >= USER_APP_FOLLOWUPS:
+            return _error(400, 0, f"{USER_APP_FOLLOWUPS} follow-ups at most for this interaction")
         channel_id = self._interaction_channels[token]
         message = self._message(
             channel_id,
@@ -966,10 +982,12 @@ class FakeDiscord(LoopbackServer):
         else:
             interaction.update(
                 user=user,
-                context=1,
+                context=1,  # the bot's DM
                 authorizing_integration_owners={"1": user["id"]},
                 channel={"id": str(channel_id), "type": 1, "recipients": [user]},
             )
+        if list(interaction["authorizing_integration_owners"]) == ["1"]:
+            self._user_only.add(token)
         return interaction
 
 
