@@ -42,7 +42,7 @@ from adapters.discord_translate import (
 from bot.config import ConfigError, Secrets, Settings, StartupError
 from bot.conversations import Conversations
 from bot.doctor import discord_invite_url
-from bot.messages import ConversationKey, IncomingMessage, QuotedMessage
+from bot.messages import ConversationKey, IncomingMessage, QuotedMessage, ReplySink
 
 __all__ = ["GlimpseDiscord", "apply_overrides", "create_client", "intent_help", "run_discord"]
 
@@ -103,6 +103,7 @@ class GlimpseDiscord(discord.Client):
         self._chains = ReplyChains()
         self._forwards = RecentForwards()
         self.tree = build_tree(self, SlashCommands(conversations, settings, self._chains))
+        conversations.inbox.register(PLATFORM, self._reopen)  # answers a crash cut short
         if gateway_override is not None:
             self._pin_gateway(gateway_override)
 
@@ -216,6 +217,18 @@ class GlimpseDiscord(discord.Client):
             await self._conversations.handle(incoming, sink)
         finally:
             await sink.close()
+
+    async def _reopen(
+        self, incoming: IncomingMessage, reply_id: str
+    ) -> tuple[IncomingMessage, ReplySink]:
+        """For the inbox: a sink that edits the interrupted answer's message (`channel/message`
+        ids), or, if none was posted, writes in the conversation's thread or DM."""
+        channel_id, _, message_id = reply_id.partition("/")
+        channel = self.get_partial_messageable(int(channel_id or incoming.key.thread))
+        sink = DiscordSink(in_channel(channel))
+        if message_id:
+            sink.reopen(channel.get_partial_message(int(message_id)))
+        return incoming, sink
 
     def _incoming(
         self,

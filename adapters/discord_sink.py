@@ -139,8 +139,12 @@ class DiscordSink(StreamingSink):
         await self._stop_typing()  # the first words are on screen
         return await self._send(await self._resolve(), text)
 
-    async def _edit(self, handle: discord.Message, text: str) -> None:
+    async def _edit(self, handle: discord.Message | discord.PartialMessage, text: str) -> None:
         await handle.edit(content=text, allowed_mentions=NO_MENTIONS)
+
+    def _handle_id(self, handle: discord.Message | discord.PartialMessage) -> str:
+        """`channel id/message id`: where the message is, for editing it after a restart."""
+        return f"{handle.channel.id}/{handle.id}"
 
     # --- ReplySink ---
 

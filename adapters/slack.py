@@ -84,6 +84,7 @@ class SlackAdapter:
             conversations, settings.slack, client=self.client, bot_token=token
         )
         self.listeners.register(self.app)
+        conversations.inbox.register(PLATFORM, self.listeners.reopen)  # answers a crash cut short
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
 

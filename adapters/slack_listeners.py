@@ -42,6 +42,7 @@ from adapters.slack_sink import (
 )
 from bot.config import SlackSettings
 from bot.conversations import Conversations, Status
+from bot.inbox import with_headers
 from bot.messages import ConversationKey, IncomingMessage, ReplySink
 
 __all__ = ["SlackListeners"]
@@ -282,6 +283,22 @@ class SlackListeners:
                 user_id=message.author_id,
             )
         return SlackReplySink(thread, react_ts=react_ts, interval_seconds=interval)
+
+    async def reopen(
+        self, message: IncomingMessage, reply_id: str
+    ) -> tuple[IncomingMessage, ReplySink]:
+        """For the inbox: the message with the bot token on its files again, and a sink that edits
+        the interrupted answer's message `reply_id` (chat.update on its ts), or posts in the thread."""
+        thread = SlackThread(
+            self._client, channel=message.key.channel, thread_ts=message.key.thread
+        )
+        sink = SlackReplySink(
+            thread, react_ts=None, interval_seconds=self._settings.update_interval_seconds
+        )
+        if reply_id:
+            sink.reopen(reply_id)
+        token = {"Authorization": f"Bearer {self._token}"}
+        return with_headers(message, lambda _url: token), sink
 
     # --- forgetting ---
 

@@ -225,6 +225,13 @@ class SlackNativeSink:
             buffer_size=NATIVE_BUFFER_CHARS,
         )
 
+    @property
+    def reply_id(self) -> str:
+        """The stream's message (chat.startStream's ts), or the fallback's first message."""
+        if self._stream is not None and self._stream.ts:
+            return str(self._stream.ts)
+        return self._fallback.reply_id
+
     async def update(self, text: str) -> None:
         if self._failed_over:
             await self._fallback.update(text)

@@ -51,6 +51,21 @@ class StreamingSink(ABC):
     def _render_failure(self, text: str) -> str:
         return text
 
+    def _handle_id(self, handle: Any) -> str:
+        """The platform's id of a posted message, as `reply_id` gives it (and `reopen` takes it back)."""
+        return str(handle)
+
+    # --- resuming an interrupted answer ---
+
+    @property
+    def reply_id(self) -> str:
+        """The id of the answer's first message; "" until it was posted."""
+        return self._handle_id(self._posted[0][0]) if self._posted else ""
+
+    def reopen(self, handle: Any) -> None:
+        """Show the answer in a message posted earlier (by a process that died), editing it."""
+        self._posted = [(handle, "")]
+
     # --- ReplySink ---
 
     async def start(self) -> None:

@@ -8,6 +8,7 @@ from bot.attachments import AttachmentPipeline
 from bot.config import ConfigError, Secrets, Settings
 from bot.conversations import Conversations
 from bot.images import ImagePipeline
+from bot.inbox import Inbox
 from bot.leases import RedisLeases
 from bot.ledger import open_ledger
 from bot.openrouter import OpenRouterClient
@@ -57,6 +58,7 @@ def build_conversations(settings: Settings, secrets: Secrets) -> Conversations:
         images=images,
         attachments=attachments,
         limiter=RedisRateLimiter(store_url, settings.user_messages_per_minute, client=store.client),
-        leases=RedisLeases(store_url, client=store.client),
+        leases=RedisLeases(store_url, client=store.client, ttl_seconds=settings.lease_ttl_seconds),
         ledger=open_ledger(store_url, redis=store.client),
+        inbox=Inbox(store, settings.inbox, shared=True),
     )

@@ -32,6 +32,7 @@ from pydantic_settings import (
 
 __all__ = [
     "ConfigError",
+    "InboxSettings",
     "Secrets",
     "Settings",
     "StartupError",
@@ -152,6 +153,20 @@ class SlackSettings(BaseModel):
     shortcut: str = "ask_glimpse"
 
 
+class InboxSettings(BaseModel):
+    """The durable inbox: how long unfinished answers wait before another attempt, and its bounds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    resume_after_seconds: float = Field(default=120.0, gt=0)  # open this long: answered again
+    resume_within_seconds: float = Field(default=3600.0, gt=0)  # older than this: left alone
+    max_attempts: int = Field(default=3, ge=1)  # then "I couldn't finish this answer"
+    check_interval_seconds: float = Field(default=30.0, gt=0)  # how often to look for such work
+    keep_hours: float = Field(default=48.0, gt=0)  # entries are pruned after this
+    max_entries: int = Field(default=100_000, ge=1)  # and beyond this many, oldest first
+
+
 class Settings(BaseSettings):
     """Everything an operator can set; read by `load_settings`."""
 
@@ -236,6 +251,8 @@ class Settings(BaseSettings):
     user_messages_per_minute: int = Field(default=10, ge=0)  # 0: no limit
     max_concurrent_answers: int = Field(default=64, ge=1)  # model calls at once, per process
     busy_after_seconds: float = Field(default=20.0, ge=0)  # a longer wait for one: "I'm busy"
+    # With Redis: how long a conversation stays locked after the process answering in it died.
+    lease_ttl_seconds: float = Field(default=10.0, gt=0)
 
     # --- costs (US dollars per UTC day; 0: no budget) ---
     daily_budget_user_usd: float = Field(default=0.0, ge=0)
@@ -250,6 +267,7 @@ class Settings(BaseSettings):
     # --- platforms ---
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
 
     @field_validator("store_url")
     @classmethod

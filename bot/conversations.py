@@ -37,6 +37,7 @@ from bot.feedback import Feedback, offer_rating
 from bot.health import Readiness
 from bot.images import ImagePipeline
 from bot.images.errors import display_name
+from bot.inbox import Inbox, InboxEntry
 from bot.leases import Leases, LocalLeases
 from bot.ledger import Ledger
 from bot.ledger_memory import MemoryLedger
@@ -134,6 +135,7 @@ class Conversations:
         leases: Leases | None = None,
         ledger: Ledger | None = None,
         metrics: Metrics | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -159,6 +161,8 @@ class Conversations:
         )
         self._model_commands = ModelCommands(settings, self._models)
         self.readiness = Readiness()  # adapters report: readiness.set("slack", True)
+        # Adapters that can answer a message again register with it (inbox.register).
+        self.inbox = inbox if inbox is not None else Inbox(store, settings.inbox, shared=False)
         self._summaries = Summarizer(
             store=store,
             client=client,
@@ -178,8 +182,10 @@ class Conversations:
         await self._models.warn_at_start()
         if self._settings.retention_days and self._maintenance is None:
             self._maintenance = asyncio.create_task(self._prune_forever(), name="glimpse-prune")
+        self.inbox.start(self._answer_again)
 
     async def close(self) -> None:
+        await self.inbox.close()
         await self._summaries.close()
         if self._maintenance is not None:
             self._maintenance.cancel()
@@ -302,6 +308,24 @@ class Conversations:
         if not await self._claim(message):
             log.info("duplicate message %s in %s ignored", message.message_id, message.key)
             return Outcome(Status.DUPLICATE)
+        async with self.inbox.tracking(message, sink) as tracked:
+            return await self._check_and_answer(message, tracked)
+
+    async def _answer_again(
+        self, message: IncomingMessage, sink: ReplySink, entry: InboxEntry
+    ) -> None:
+        """A message a crash left unanswered (the inbox took it over), answered in conversation order."""
+        if not self._gate.enter():
+            return  # shutting down: the entry stays open for the next attempt
+        try:
+            async with self._conversation_lock(message.key):
+                async with self.inbox.tracking(message, sink, resumed=entry) as tracked:
+                    outcome = await self._answer(message, tracked)
+            log.info("answered %s again: %s", message.message_id, outcome.status.value)
+        finally:
+            self._gate.leave()
+
+    async def _check_and_answer(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
         refusal = self._access.refusal(message)
         if refusal is not None:
             log.info("refused message %s: %s", message.message_id, refusal)

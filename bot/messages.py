@@ -14,6 +14,8 @@ __all__ = [
     "QuotedMessage",
     "RatedSink",
     "ReplySink",
+    "ShowsReply",
+    "reply_id_of",
 ]
 
 
@@ -142,3 +144,20 @@ class RatedSink(Protocol):
     """
 
     def answered_by(self, model: str) -> None: ...
+
+
+@runtime_checkable
+class ShowsReply(Protocol):
+    """A sink that can say which platform message holds its answer, so it can be resumed after a crash.
+
+    `reply_id` is "" until the answer's first message was posted; then the id the adapter needs to
+    open a sink on that message again (Slack: its ts; Discord: `channel id/message id`).
+    """
+
+    @property
+    def reply_id(self) -> str: ...
+
+
+def reply_id_of(sink: ReplySink) -> str:
+    """The sink's `reply_id`, or "" for a sink that cannot say (the terminal)."""
+    return sink.reply_id if isinstance(sink, ShowsReply) else ""

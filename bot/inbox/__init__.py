@@ -9,9 +9,18 @@ from bot.inbox.records import (
     event_id_of,
     validate_entry,
 )
+from bot.inbox.service import GIVE_UP_NOTICE, Answerer, Inbox, Reopener
+from bot.inbox.sinks import INTERRUPTED_NOTE, ResumedSink, TrackedSink
 
 __all__ = [
+    "GIVE_UP_NOTICE",
+    "INTERRUPTED_NOTE",
     "OPEN_STATES",
+    "Answerer",
+    "Inbox",
+    "Reopener",
+    "ResumedSink",
+    "TrackedSink",
     "InboxEntry",
     "InboxThread",
     "State",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bot.inbox.records import InboxEntry, InboxThread, State
 from bot.messages import ConversationKey
 from bot.turns import Summary, Turn
+
+if TYPE_CHECKING:  # bot.inbox's service uses this module: no import at run time
+    from bot.inbox.records import InboxEntry, InboxThread, State
 
 __all__ = ["Store", "StoreError"]
 

@@ -1,4 +1,4 @@
-"""kill -9 while an answer streams: after a restart the memory holds no half turn and the next message works."""
+"""kill -9 while an answer streams: no half turn is remembered, and a restart answers it again in its own message."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.fakes.openrouter import FakeOpenRouter
-from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, event_body, sign
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, Posted, event_body, sign
 from tests.reliability.checks import echo
 from tests.reliability.harness import (
     CHANNEL,
@@ -29,6 +29,7 @@ from tests.reliability.secrets_watch import WATCH
 
 SLOW_CHUNKS = 40
 SLOW_CHUNK_SECONDS = 0.1  # a 4-second answer: plenty of time to kill it halfway
+STORY = "You asked: ada: tell me a long story"
 
 
 def turns(db: Path) -> list[tuple[str, str]]:
@@ -73,22 +74,14 @@ async def test_kill_9_during_glimpse_chat_leaves_no_half_turn_and_the_next_chat_
     assert len(turns(db)) == 4
 
 
-async def test_kill_9_of_the_slack_http_process_mid_answer_and_a_restart_loses_no_memory(
+async def test_kill_9_of_the_slack_http_process_mid_answer_then_a_restart_finishes_it_in_place(
     fake_openrouter: FakeOpenRouter, tmp_path: Path
 ) -> None:
     fake_openrouter.responder = echo
     db = tmp_path / "glimpse.db"
     async with FakeSlack() as slack:
         slack.add_user(USER, "ada")  # channel messages reach the model under the asker's name
-        env = glimpse_env(
-            fake_openrouter,
-            store_url=f"sqlite:///{db}",
-            SLACK_BOT_TOKEN=BOT_TOKEN,
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_API_URL=slack.api_url,
-            GLIMPSE_USER_MESSAGES_PER_MINUTE="0",
-            GLIMPSE_SLACK__UPDATE_INTERVAL_SECONDS="0.2",
-        )
+        env = slack_env(fake_openrouter, slack, f"sqlite:///{db}")
         first = slack_mention("my name is Ada")
         async with glimpse_slack_server(env, tmp_path / "run-1.log") as server:
             await _post(server.url, event_body(first))
@@ -103,16 +96,39 @@ async def test_kill_9_of_the_slack_http_process_mid_answer_and_a_restart_loses_n
         assert server.process.returncode == -signal.SIGKILL
 
         assert [role for role, _ in turns(db)] == ["user", "assistant"]  # no half turn
+        [partial] = _story(slack, first["ts"])
+        assert partial.text != STORY
         fake_openrouter.chunks, fake_openrouter.chunk_delay_seconds = 8, 0.0
         async with glimpse_slack_server(env, tmp_path / "run-2.log") as server:
+            # On start, the answer the crash cut short is given again, in the same message.
+            await until(lambda: len(turns_or_none(db)) == 4, "the story to be answered again")
             await _post(server.url, event_body(slack_reply("what is my name?", first["ts"])))
-            await until(lambda: len(turns_or_none(db)) == 4, "the follow-up to be answered")
+            await until(lambda: len(turns_or_none(db)) == 6, "the follow-up to be answered")
+        assert _story(slack, first["ts"]) == [partial]  # one message, now marked and complete
+        assert partial.text.startswith("_(I was interrupted") and partial.text.endswith(STORY)
         assert said(fake_openrouter) == [
             "ada: my name is Ada",
             "You asked: ada: my name is Ada",
+            "ada: tell me a long story",
+            STORY,
             "ada: what is my name?",
         ]
         WATCH.scan("slack thread", "\n".join(m.text for m in slack.messages))
+
+
+def slack_env(
+    router: FakeOpenRouter, slack: FakeSlack, store_url: str, **extra: str
+) -> dict[str, str]:
+    return glimpse_env(
+        router,
+        store_url=store_url,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=slack.api_url,
+        GLIMPSE_USER_MESSAGES_PER_MINUTE="0",
+        GLIMPSE_SLACK__UPDATE_INTERVAL_SECONDS="0.2",
+        **extra,
+    )
 
 
 def turns_or_none(db: Path) -> list[tuple[str, str]]:
@@ -123,11 +139,12 @@ def turns_or_none(db: Path) -> list[tuple[str, str]]:
         return []
 
 
+def _story(slack: FakeSlack, thread_ts: str) -> list[Posted]:
+    return [m for m in slack.thread(CHANNEL, thread_ts) if "You asked: ada: tell" in m.text]
+
+
 def _edits_in_thread(slack: FakeSlack, thread_ts: str) -> int:
-    story = [
-        m for m in slack.thread(CHANNEL, thread_ts) if m.text.startswith("You asked: ada: tell")
-    ]
-    return sum(m.edits for m in story)
+    return sum(m.edits for m in _story(slack, thread_ts))
 
 
 async def _post(url: str, body: str) -> None:

@@ -1,0 +1,232 @@
+"""The inbox service: record what is claimed, track it while it is answered, answer again what a crash left."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from bot.config import InboxSettings
+from bot.inbox.codec import decode_message, encode_message
+from bot.inbox.records import InboxEntry, State, event_id_of
+from bot.inbox.sinks import ResumedSink, TrackedSink
+from bot.inbox.ticket import Ticket
+from bot.messages import IncomingMessage, ReplySink
+from bot.store.base import Store, StoreError
+
+__all__ = ["GIVE_UP_NOTICE", "Answerer", "Inbox", "Reopener"]
+
+log = logging.getLogger("glimpse.inbox")
+
+GIVE_UP_NOTICE = (
+    "⚠️ I couldn't finish this answer: I was interrupted every time I tried. Please ask again."
+)
+BATCH = 50  # unfinished entries looked at per pass
+
+
+# An adapter's way back to a message: given it and the id of its interrupted answer's message ("":
+# none was posted), the message ready to answer (credentials added back) and a sink on that message.
+Reopener = Callable[[IncomingMessage, str], Awaitable[tuple[IncomingMessage, ReplySink]]]
+
+
+# Answers a taken-over message again, in conversation order (Conversations provides it).
+Answerer = Callable[[IncomingMessage, ReplySink, InboxEntry], Awaitable[None]]
+
+
+class Inbox:
+    """Each claimed message of a platform that can resume (its adapter registered a Reopener) is
+    recorded; its entry follows the answer; a pass every `check_interval_seconds` answers again the
+    entries left open longer than `resume_after_seconds` (at most `max_attempts` times).
+
+    `shared`: other processes use the store too (Redis). Otherwise every entry left open before
+    this process started is abandoned, and is answered again at once.
+    """
+
+    def __init__(self, store: Store, settings: InboxSettings, *, shared: bool) -> None:
+        self._store = store
+        self._settings = settings
+        self._shared = shared
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._started_at = time.time()
+        self._reopeners: dict[str, Reopener] = {}
+        self._answer: Answerer | None = None
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._resuming: set[asyncio.Task[None]] = set()
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self._settings.resume_after_seconds / 4
+
+    # --- life cycle ---
+
+    def start(self, answer: Answerer) -> None:
+        """Look for unfinished work whenever an adapter registers, then every check interval."""
+        self._answer = answer
+        if self._settings.enabled and self._loop is None:
+            self._loop = asyncio.create_task(self._resume_forever(), name="glimpse-inbox")
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._loop, *self._resuming) if t is not None]
+        self._loop = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def register(self, platform: str, reopen: Reopener) -> None:
+        """The adapter of `platform` can answer a message again: record its messages from now on."""
+        self._reopeners[platform] = reopen
+        self._wake.set()
+
+    # --- while answering ---
+
+    @asynccontextmanager
+    async def tracking(
+        self, message: IncomingMessage, sink: ReplySink, *, resumed: InboxEntry | None = None
+    ) -> AsyncIterator[ReplySink]:
+        """Record a claimed message (unless `resumed`, taken over already) and yield the sink to
+        answer into; the entry ends answered, or failed if the answer failed or raised."""
+        if not self._settings.enabled or message.key.platform not in self._reopeners:
+            yield sink
+            return
+        event_id = event_id_of(message.key.platform, message.key.workspace, message.message_id)
+        if resumed is None:
+            await self._record(message, event_id)
+        ticket = Ticket(
+            self._store,
+            event_id,
+            instance=self.instance,
+            heartbeat_seconds=self.heartbeat_seconds,
+        )
+        tracked = TrackedSink(sink, ticket)
+        ticket.keep_fresh()
+        try:
+            yield tracked
+        except asyncio.CancelledError:  # shutdown cut it off: the user saw it stop
+            await asyncio.shield(ticket.failed(tracked.reply_id))
+            raise
+        except BaseException:
+            await ticket.failed(tracked.reply_id)
+            raise
+        finally:
+            await ticket.stop()
+        # Refusals, notices, a finished answer: nothing to resume.
+        await ticket.answered(tracked.reply_id)
+
+    async def _record(self, message: IncomingMessage, event_id: str) -> None:
+        now = time.time()
+        entry = InboxEntry(
+            event_id=event_id,
+            key=message.key,
+            message_id=message.message_id,
+            state=State.CLAIMED,
+            message=encode_message(message),
+            instance=self.instance,
+            claimed_at=now,
+            updated_at=now,
+        )
+        try:
+            await self._store.inbox_record(entry)
+        except StoreError as exc:
+            log.warning("inbox: could not record %s: %s", event_id, exc)
+
+    # --- resuming ---
+
+    async def _resume_forever(self) -> None:
+        await self._wake.wait()  # the first adapter is ready
+        while True:
+            self._wake.clear()
+            try:
+                await self.resume_unfinished()
+                await self._prune()
+            except StoreError as exc:
+                log.warning("inbox: could not look for unfinished answers: %s", exc)
+            try:
+                async with asyncio.timeout(self._settings.check_interval_seconds):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def resume_unfinished(self) -> int:
+        """Answer again (or give up on) open entries nobody has touched lately; how many taken."""
+        now = time.time()
+        settings = self._settings
+        updated_before = now - settings.resume_after_seconds
+        if not self._shared:  # this process is the store's only user: the rest is abandoned
+            updated_before = max(updated_before, self._started_at)
+        entries = await self._store.inbox_unfinished(
+            updated_before=updated_before,
+            claimed_after=now - settings.resume_within_seconds,
+            limit=BATCH,
+        )
+        taken = 0
+        for entry in entries:
+            if entry.key.platform not in self._reopeners:
+                continue  # another process's platform
+            if not await self._store.inbox_take(
+                entry.event_id, attempts=entry.attempts, instance=self.instance
+            ):
+                continue  # another process took it first
+            taken += 1
+            task = asyncio.create_task(self._resume(entry), name="glimpse-inbox-resume")
+            self._resuming.add(task)
+            task.add_done_callback(self._resuming.discard)
+        return taken
+
+    async def _resume(self, entry: InboxEntry) -> None:
+        reopen = self._reopeners[entry.key.platform]
+        message, readable = _message_of(entry)
+        try:
+            message, sink = await reopen(message, entry.reply_id)
+            if entry.attempts >= self._settings.max_attempts or not readable:
+                log.warning(
+                    "inbox: giving up on %s in %s after %d interrupted attempts",
+                    entry.event_id,
+                    entry.key,
+                    entry.attempts,
+                )
+                await sink.fail(GIVE_UP_NOTICE)
+                await self._end(entry, State.FAILED)
+                return
+            log.info(
+                "inbox: answering %s in %s again (attempt %d, its answer was %s)",
+                entry.event_id,
+                entry.key,
+                entry.attempts + 1,
+                f"in message {entry.reply_id}" if entry.reply_id else "not yet shown",
+            )
+            assert self._answer is not None
+            await self._answer(message, ResumedSink(sink), entry)
+        except Exception:
+            log.exception("inbox: could not answer %s again", entry.event_id)
+            await self._end(entry, State.FAILED)
+
+    async def _end(self, entry: InboxEntry, state: State) -> None:
+        try:
+            await self._store.inbox_update(entry.event_id, instance=self.instance, state=state)
+        except StoreError as exc:
+            log.warning("inbox: could not note %s as %s: %s", entry.event_id, state.value, exc)
+
+    async def _prune(self) -> None:
+        removed = await self._store.inbox_prune(
+            older_than=time.time() - self._settings.keep_hours * 3600,
+            keep=self._settings.max_entries,
+        )
+        if removed:
+            log.info("inbox: pruned %d old entries", removed)
+
+
+def _message_of(entry: InboxEntry) -> tuple[IncomingMessage, bool]:
+    """The recorded message and True; only its place and False if it was not kept (too large)
+    or cannot be read."""
+    if entry.message:
+        try:
+            return decode_message(entry.message), True
+        except ValueError as exc:
+            log.warning("inbox: the message of %s cannot be read: %s", entry.event_id, exc)
+    return IncomingMessage(key=entry.key, message_id=entry.message_id, author_id="", text=""), False
