@@ -24,12 +24,3 @@ def secrets_never_logged() -> Iterator[None]:
         root.setLevel(level)
     shown = "\n".join(f"{leak.source}: {leak.excerpt!r}" for leak in WATCH.leaks[:10])
     assert not WATCH.leaks, f"{len(WATCH.leaks)} log lines or outputs showed a secret:\n{shown}"
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """One line with how much the secret watch read (the figure RELIABILITY.md quotes)."""
-    if WATCH.records:
-        terminalreporter.write_line(
-            f"reliability: {WATCH.records} log records at DEBUG and {WATCH.outputs} process "
-            f"outputs checked for {len(WATCH.secrets)} test secrets; {len(WATCH.leaks)} showed one"
-        )

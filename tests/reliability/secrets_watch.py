@@ -33,6 +33,7 @@ class SecretWatch(logging.Handler):
         self.records = 0
         self.outputs = 0
         self.leaks: list[Leak] = []
+        self.leaked_elsewhere = 0  # leaks seen by pytest-xdist workers (they fail there)
         self._formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
 
     def emit(self, record: logging.LogRecord) -> None:
