@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from functools import partial
 from typing import Any
 
@@ -12,13 +13,14 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
-from adapters.discord_commands import SlashCommands, build_tree, sync_commands
+from adapters.discord_commands import SlashCommands, build_tree
 from adapters.discord_quotes import (
     RecentForwards,
     forward_quotes,
     is_reply,
     reply_quote,
 )
+from adapters.discord_shards import DM_SHARD, IdentifyGate, ShardBoard, plan_shards
 from adapters.discord_sink import (
     NO_MENTIONS,
     DiscordSink,
@@ -28,6 +30,7 @@ from adapters.discord_sink import (
     reply_to,
     thread_on,
 )
+from adapters.discord_sync import sync_once
 from adapters.discord_translate import (
     PLATFORM,
     ReplyChains,
@@ -42,9 +45,17 @@ from adapters.discord_translate import (
 from bot.config import ConfigError, Secrets, Settings, StartupError
 from bot.conversations import Conversations
 from bot.doctor import discord_invite_url
+from bot.fleet import Fleet, LocalFleet, open_fleet
 from bot.messages import ConversationKey, IncomingMessage, QuotedMessage, ReplySink
 
-__all__ = ["GlimpseDiscord", "apply_overrides", "create_client", "intent_help", "run_discord"]
+__all__ = [
+    "GlimpseDiscord",
+    "ShardedGlimpseDiscord",
+    "apply_overrides",
+    "create_client",
+    "intent_help",
+    "run_discord",
+]
 
 log = logging.getLogger("glimpse.discord")
 
@@ -89,6 +100,7 @@ class GlimpseDiscord(discord.Client):
         settings: Settings,
         *,
         gateway_override: yarl.URL | None = None,
+        fleet: Fleet | None = None,
         **options: Any,
     ) -> None:
         # Glimpse never joins voice: skip discord.py's warnings about missing voice libraries.
@@ -102,13 +114,20 @@ class GlimpseDiscord(discord.Client):
         self._settings = settings
         self._chains = ReplyChains()
         self._forwards = RecentForwards()
+        self._fleet: Fleet = fleet if fleet is not None else LocalFleet()
         self.tree = build_tree(self, SlashCommands(conversations, settings, self._chains))
         conversations.inbox.register(PLATFORM, self._reopen)  # answers a crash cut short
         if gateway_override is not None:
             self._pin_gateway(gateway_override)
 
     async def setup_hook(self) -> None:
-        await sync_commands(self.tree, self._settings.discord.guild_ids)
+        await sync_once(self.tree, self._settings.discord.guild_ids, self._fleet)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            await self._fleet.aclose()
 
     async def on_ready(self) -> None:
         invite = (
@@ -341,19 +360,90 @@ class GlimpseDiscord(discord.Client):
         parse_ready = parsers["READY"]
 
         def ready(data: Any) -> None:
-            if self.ws is not None:
-                self.ws.gateway = gateway
+            ws = self._socket_of(data)
+            if ws is not None:
+                ws.gateway = gateway
             parse_ready(data)
 
         parsers["READY"] = ready
+
+    def _socket_of(self, ready: Any) -> DiscordWebSocket | None:
+        """The websocket a READY payload arrived on."""
+        return self.ws
+
+
+class ShardedGlimpseDiscord(GlimpseDiscord, discord.AutoShardedClient):
+    """GlimpseDiscord on the shards `discord.shard_count` / `shard_ids` name, IDENTIFY paced across the fleet."""
+
+    def __init__(self, conversations: Conversations, settings: Settings, **options: Any) -> None:
+        super().__init__(conversations, settings, **options)
+        self._identify = IdentifyGate(
+            self._fleet, window_seconds=settings.discord.identify_window_seconds
+        )
+        self._board = ShardBoard(
+            conversations.readiness, conversations.metrics.registry, self._shard_latency
+        )
+
+    async def setup_hook(self) -> None:
+        plan = await plan_shards(self.http, self._settings.discord)
+        self.shard_count, self.shard_ids = plan.count, list(plan.ids)
+        self._identify.max_concurrency = plan.max_concurrency
+        self._board.expect(plan.ids)
+        log.info(plan.describe())
+        if DM_SHARD not in plan.ids and self._settings.discord.allow_dms:
+            log.info(
+                "discord: direct messages arrive on shard %d only, which another process runs: "
+                "this one answers none",
+                DM_SHARD,
+            )
+        await super().setup_hook()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        await self._identify.wait(shard_id)
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        self._board.identified(shard_id)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self._board.resumed(shard_id)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self._board.disconnected(shard_id)
+
+    async def on_resumed(self) -> None:
+        """Readiness follows every shard (`on_shard_resumed`), not any one."""
+
+    async def on_disconnect(self) -> None:
+        """Readiness follows every shard (`on_shard_disconnect`), not any one."""
+
+    async def on_message(self, message: discord.Message) -> None:
+        self._board.received(message.guild.shard_id if message.guild is not None else DM_SHARD)
+        await super().on_message(message)
+
+    def _shard_latency(self, shard_id: int) -> float | None:
+        shard = self.get_shard(shard_id)
+        latency = shard.latency if shard is not None else math.inf
+        return None if math.isinf(latency) or math.isnan(latency) else latency
+
+    def _socket_of(self, ready: Any) -> DiscordWebSocket | None:
+        shard = ready.get("shard") if isinstance(ready, dict) else None
+        return self._get_websocket(shard_id=shard[0]) if shard else None
 
 
 def create_client(
     conversations: Conversations, settings: Settings, secrets: Secrets, **options: Any
 ) -> GlimpseDiscord:
-    """A client wired to the core, with the URL overrides applied (options go to `discord.Client`)."""
-    return GlimpseDiscord(
-        conversations, settings, gateway_override=apply_overrides(secrets), **options
+    """A client wired to the core, with the URL overrides applied (options go to `discord.Client`).
+
+    Sharded (an `AutoShardedClient`) when `discord.shard_count` is set; else one connection for every guild.
+    """
+    kind = GlimpseDiscord if settings.discord.shard_count is None else ShardedGlimpseDiscord
+    return kind(
+        conversations,
+        settings,
+        gateway_override=apply_overrides(secrets),
+        fleet=open_fleet(settings.resolved_store_url()),
+        **options,
     )
 
 

@@ -190,13 +190,16 @@ def build_tree(
 
 async def sync_commands(
     tree: app_commands.CommandTree[discord.Client], guild_ids: Sequence[str]
-) -> None:
-    """Register the commands: in the listed guilds (available at once), else globally (may take a while)."""
+) -> bool:
+    """Register the commands: in the listed guilds (available at once), else globally (may take a while).
+
+    False (and a warning) if Discord refused.
+    """
     try:
         if not guild_ids:
             synced = await tree.sync()
             log.info("registered %d commands globally", len(synced))
-            return
+            return True
         for guild_id in guild_ids:
             guild = discord.Object(id=int(guild_id))
             tree.copy_global_to(guild=guild)
@@ -208,6 +211,8 @@ async def sync_commands(
             "(the URL `glimpse doctor` prints). Mentions still work.",
             exc,
         )
+        return False
+    return True
 
 
 def _model_place(interaction: discord.Interaction) -> tuple[str, str]:

@@ -8,7 +8,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -99,6 +100,26 @@ JsonObject = Annotated[dict[str, Any], NoDecode, BeforeValidator(_json_object)]
 JsonStrings = Annotated[dict[str, str], NoDecode, BeforeValidator(_json_object)]
 
 
+def _shard_count(value: Any) -> Any:
+    """`auto`, a number (from the environment: text), or empty for no sharding."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if not text:
+            return None
+        if text == "auto":
+            return "auto"
+        if not text.isdigit():
+            raise ValueError("must be a whole number of shards (1 or more), or auto")
+        value = int(text)
+    if isinstance(value, int) and value < 1:
+        raise ValueError("must be a whole number of shards (1 or more), or auto")
+    return value
+
+
+ShardCount = Annotated[int | Literal["auto"] | None, BeforeValidator(_shard_count)]
+ShardIds = Annotated[list[Annotated[int, Field(ge=0)]], NoDecode, BeforeValidator(_split_commas)]
+
+
 class DiscordSettings(BaseModel):
     """Discord adapter options (the token is a secret: `DISCORD_TOKEN`)."""
 
@@ -109,6 +130,28 @@ class DiscordSettings(BaseModel):
         default_factory=list
     )  # sync commands here for instant availability
     allow_dms: bool = True
+    # Sharding: unset runs one gateway connection for every guild; "auto" asks GET /gateway/bot.
+    shard_count: ShardCount = None
+    shard_ids: ShardIds = Field(default_factory=list)  # this process's shards; empty: all of them
+    identify_window_seconds: float = Field(default=5.0, gt=0)  # Discord's; tests shorten it
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> DiscordSettings:
+        if self.shard_ids and self.shard_count is None:
+            raise ValueError(
+                "shard_ids needs shard_count (a number, or auto): "
+                "e.g. GLIMPSE_DISCORD__SHARD_COUNT=4 GLIMPSE_DISCORD__SHARD_IDS=0,1"
+            )
+        if isinstance(self.shard_count, int):
+            outside = [i for i in self.shard_ids if i >= self.shard_count]
+            if outside:
+                raise ValueError(
+                    f"shard_ids {outside} are not below shard_count {self.shard_count} "
+                    f"(shard ids run from 0 to {self.shard_count - 1})"
+                )
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError(f"shard_ids lists a shard twice ({self.shard_ids})")
+        return self
 
 
 class SuggestedPrompt(BaseModel):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -15,11 +16,29 @@ from bot.store import StoreError
 if TYPE_CHECKING:
     from bot.conversations import Conversations
 
-__all__ = ["HealthServer", "Readiness"]
+__all__ = ["HealthServer", "Readiness", "ShardState"]
 
 log = logging.getLogger("glimpse.health")
 
 STORE_PING_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShardState:
+    """One gateway connection of a sharded platform, as /readyz shows it."""
+
+    ready: bool
+    latency_seconds: float | None  # the last heartbeat's round trip; None before the first
+
+    def as_json(self) -> dict[str, Any]:
+        latency = self.latency_seconds
+        return {
+            "ready": self.ready,
+            "latency_ms": None if latency is None else round(latency * 1000, 1),
+        }
+
+
+ShardReport = Callable[[], Mapping[int, ShardState]]
 
 
 class Readiness:
@@ -29,10 +48,14 @@ class Readiness:
 
         conversations.readiness.set("slack", True)    # connected (again)
         conversations.readiness.set("slack", False)   # lost the connection
+
+    A platform that runs several connections (Discord shards) also names a report of each,
+    read when /readyz is asked: `readiness.report_shards("discord", lambda: {0: ShardState(...)})`.
     """
 
     def __init__(self) -> None:
         self._connected: dict[str, bool] = {}
+        self._shard_reports: dict[str, ShardReport] = {}
 
     def expect(self, platforms: Iterable[str]) -> None:
         """Platforms that must report connected before the process is ready."""
@@ -46,6 +69,14 @@ class Readiness:
 
     def snapshot(self) -> dict[str, bool]:
         return dict(self._connected)
+
+    def report_shards(self, platform: str, report: ShardReport) -> None:
+        """Where /readyz reads the state of each of the platform's shards in this process."""
+        self._shard_reports[platform] = report
+
+    def shards(self) -> dict[str, dict[int, ShardState]]:
+        """Each reporting platform's shards, by shard id."""
+        return {platform: dict(report()) for platform, report in self._shard_reports.items()}
 
     @property
     def ready(self) -> bool:
@@ -97,6 +128,12 @@ class HealthServer:
             },
             "draining": conversations.draining,
         }
+        shards = conversations.readiness.shards()
+        if shards:
+            body["shards"] = {
+                platform: {str(shard): state.as_json() for shard, state in sorted(states.items())}
+                for platform, states in shards.items()
+            }
         return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:

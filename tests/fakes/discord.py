@@ -1,4 +1,10 @@
-"""A loopback fake of Discord: REST under /api/v10 plus a gateway websocket, driving the real discord.py."""
+"""A loopback fake of Discord: REST under /api/v10 plus a gateway websocket, driving the real discord.py.
+
+Sharding as Discord does it: a session that identified as shard `[id, count]` gets the events of
+the guilds with `(guild_id >> 22) % count == id` (direct messages: shard 0 only), and an IDENTIFY
+sooner than `identify_window_seconds` after the previous one of its bucket (`id % max_concurrency`)
+is closed with 4008 and recorded in `identify_violations`.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +48,9 @@ __all__ = [
     "TEXT_CHANNEL_ID",
     "FakeDiscord",
     "GatewayConnection",
+    "IdentifyViolation",
     "RestCall",
+    "guild_shard",
     "make_user",
     "snowflake",
 ]
@@ -69,6 +77,9 @@ USER_APP_FOLLOWUPS = 5
 # What app_permissions holds in a DM between people: EMBED_LINKS | ATTACH_FILES | MENTION_EVERYONE.
 USER_APP_PERMISSIONS = str((1 << 14) | (1 << 15) | (1 << 17))
 AUTOCOMPLETE_RESULT = 8  # interaction callback type
+IDENTIFY_WINDOW_SECONDS = 5.0  # one IDENTIFY per concurrency bucket per window
+RATE_LIMITED_CLOSE, INVALID_SHARD_CLOSE = 4008, 4010
+UNSHARDED = (0, 1)
 
 _counter = itertools.count(1)
 _last_snowflake = 0
@@ -80,6 +91,11 @@ def snowflake() -> int:
     value = ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_counter) & 0x3FFFFF)
     _last_snowflake = max(value, _last_snowflake + 1)
     return _last_snowflake
+
+
+def guild_shard(guild_id: int, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to."""
+    return (guild_id >> 22) % shard_count
 
 
 def make_user(name: str, *, bot: bool = False, user_id: int | None = None) -> dict[str, Any]:
@@ -150,6 +166,16 @@ class GatewayConnection:
     query: dict[str, str]
     hello_op: int | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    shard: tuple[int, int] = UNSHARDED  # (id, count) from IDENTIFY; a RESUME keeps its session's
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyViolation:
+    """An IDENTIFY that came too soon after the previous one of its bucket (closed with 4008)."""
+
+    shard: tuple[int, int]
+    bucket: int
+    seconds_after_previous: float
 
 
 @dataclass
@@ -160,6 +186,11 @@ class FakeDiscord(LoopbackServer):
 
     token: str = "fake-discord-token"
     refuse_intents: bool = False  # close the gateway with 4014 after IDENTIFY
+    shard_count: int = 1  # what GET /gateway/bot recommends
+    max_concurrency: int = 1  # GET /gateway/bot's session_start_limit.max_concurrency
+    identify_window_seconds: float = IDENTIFY_WINDOW_SECONDS
+    identify_violations: list[IdentifyViolation] = field(default_factory=list)
+    guilds: dict[int, str] = field(default_factory=lambda: {GUILD_ID: "Fake Guild"})
     resume_gateway_url: str = UNREACHABLE_RESUME_URL
     forbid_threads: set[int] = field(default_factory=lambda: {LOCKED_CHANNEL_ID})
     calls: list[RestCall] = field(default_factory=list)
@@ -174,10 +205,11 @@ class FakeDiscord(LoopbackServer):
     )  # attachment name -> (bytes, type)
 
     def __post_init__(self) -> None:
-        self._ws: web.WebSocketResponse | None = None
+        self._sessions: dict[web.WebSocketResponse, tuple[int, int]] = {}  # live: ws -> shard
         self._sockets: list[web.WebSocketResponse] = []
-        self._connected = asyncio.Event()
-        self._sequence = 0
+        self._sequences: dict[web.WebSocketResponse, int] = {}
+        self._identified_at: dict[int, float] = {}  # bucket -> loop time of its last IDENTIFY
+        self._session_shards: dict[str, tuple[int, int]] = {}  # session id -> its shard, for RESUME
         self._send_lock = asyncio.Lock()
         self._originals: dict[str, int] = {}  # interaction token -> original response message id
         self._responded: set[str] = set()
@@ -221,16 +253,49 @@ class FakeDiscord(LoopbackServer):
 
     # --- what tests drive ---
 
-    async def dispatch(self, event: str, data: dict[str, Any]) -> int:
-        """Send one DISPATCH (op 0) with the next sequence number; waits for a live session."""
-        await asyncio.wait_for(self._connected.wait(), timeout=10)
+    async def dispatch(
+        self, event: str, data: dict[str, Any], *, to: web.WebSocketResponse | None = None
+    ) -> int:
+        """Send one DISPATCH (op 0) to every live session of the shard owning `data`'s guild (a DM:
+        shard 0), or `to` one socket; each with its next sequence number. Waits for a live session.
+        """
+        guild = data.get("guild_id")
+        shard_of = (lambda count: guild_shard(int(guild), count)) if guild else (lambda _: 0)
+
+        def targets() -> list[web.WebSocketResponse]:
+            if to is not None:
+                return [to]
+            return [
+                ws
+                for ws, (shard, count) in self._sessions.items()
+                if not ws.closed and shard == shard_of(count)
+            ]
+
+        await self.wait_for(targets)
+        sequence = 0
         async with self._send_lock:
-            self._sequence += 1
-            assert self._ws is not None
-            await self._ws.send_str(
-                json.dumps({"op": 0, "t": event, "s": self._sequence, "d": data})
-            )
-            return self._sequence
+            for ws in targets():
+                sequence = self._sequences[ws] = self._sequences.get(ws, 0) + 1
+                await ws.send_str(json.dumps({"op": 0, "t": event, "s": sequence, "d": data}))
+        return sequence
+
+    def add_guild(self, name: str, *, shard: tuple[int, int] = UNSHARDED) -> tuple[int, int]:
+        """A guild whose events go to shard `(id, count)`, with one text channel: (guild id, channel id).
+
+        Sessions that are live already do not hear of it; add guilds before clients connect.
+        """
+        shard_id, count = shard
+        guild_id = snowflake()
+        while guild_shard(guild_id, count) != shard_id:
+            guild_id += 1 << 22  # the next millisecond: the shard is the timestamp modulo count
+        channel_id = snowflake()
+        self.guilds[guild_id] = name
+        self.channels[channel_id] = _text_channel(guild_id, channel_id, "general", 0)
+        return guild_id, channel_id
+
+    def guild_of(self, channel_id: int) -> int | None:
+        channel = self.channels.get(channel_id)
+        return int(channel["guild_id"]) if channel else None
 
     async def user_message(
         self,
@@ -398,15 +463,17 @@ class FakeDiscord(LoopbackServer):
     async def user_thread(self, parent_id: int, name: str, *, owner: dict[str, Any] = ALICE) -> int:
         """A thread a member opened (not the bot), announced with THREAD_CREATE. Returns its id."""
         thread_id = snowflake()
-        self.channels[thread_id] = _thread(thread_id, parent_id, int(owner["id"]), name)
+        self.channels[thread_id] = _thread(
+            thread_id, parent_id, int(owner["id"]), name, self.channels[parent_id]["guild_id"]
+        )
         await self.dispatch("THREAD_CREATE", {**self.channels[thread_id], "newly_created": True})
         return thread_id
 
     async def reconnect(self) -> None:
-        """Ask the client to reconnect (op 7); it should RESUME on this fake."""
-        self._connected.clear()
-        assert self._ws is not None
-        await self._ws.send_str(json.dumps({"op": 7, "d": None, "s": None, "t": None}))
+        """Ask every client to reconnect (op 7); each should RESUME on this fake."""
+        sessions, self._sessions = self._sessions, {}
+        for ws in sessions:
+            await ws.send_str(json.dumps({"op": 7, "d": None, "s": None, "t": None}))
 
     def fail_next(
         self, method: str, path_part: str, status: int, *, times: int = 1, retry_after: float = 0.0
@@ -485,11 +552,14 @@ class FakeDiscord(LoopbackServer):
                 {"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None}
             )
         )
-        async for frame in ws:
-            if frame.type != WSMsgType.TEXT:
-                break
-            payload = json.loads(frame.data)
-            await self._on_gateway_op(ws, connection, payload)
+        try:
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    break
+                payload = json.loads(frame.data)
+                await self._on_gateway_op(ws, connection, payload)
+        finally:
+            self._sessions.pop(ws, None)
         return ws
 
     async def _on_gateway_op(
@@ -503,39 +573,83 @@ class FakeDiscord(LoopbackServer):
             if self.refuse_intents:
                 await ws.close(code=4014, message=b"Disallowed intent(s).")
                 return
-            await self._take_over(ws)
-            await self.dispatch("READY", self._ready())
-            await self.dispatch("GUILD_CREATE", self._guild())
+            asked = payload["d"].get("shard")
+            shard = await self._admit_identify(ws, asked)
+            if shard is None:
+                return
+            connection.shard = shard
+            await self._take_over(ws, shard)
+            await self.dispatch("READY", self._ready(shard, echo_shard=asked is not None), to=ws)
+            for guild_id in self._guilds_of(shard):
+                await self.dispatch("GUILD_CREATE", self._guild(guild_id), to=ws)
         elif op == 6:
             connection.hello_op, connection.payload = op, payload["d"]
-            await self._take_over(ws)
-            await self.dispatch("RESUMED", {})
+            shard = self._session_shards.get(payload["d"].get("session_id"), UNSHARDED)
+            connection.shard = shard
+            await self._take_over(ws, shard)
+            await self.dispatch("RESUMED", {}, to=ws)
 
-    async def _take_over(self, ws: web.WebSocketResponse) -> None:
+    async def _admit_identify(
+        self, ws: web.WebSocketResponse, shard: Any
+    ) -> tuple[int, int] | None:
+        """The IDENTIFY's (shard id, count), or None after closing a bad shard or a too-early IDENTIFY."""
+        if shard is None:
+            shard = list(UNSHARDED)
+        if not (
+            isinstance(shard, list)
+            and len(shard) == 2
+            and all(isinstance(n, int) for n in shard)
+            and 0 <= shard[0] < shard[1]
+        ):
+            await ws.close(code=INVALID_SHARD_CLOSE, message=b"Invalid shard.")
+            return None
+        bucket = shard[0] % self.max_concurrency
+        now = asyncio.get_running_loop().time()
+        last = self._identified_at.get(bucket)
+        if last is not None and now - last < self.identify_window_seconds:
+            self.identify_violations.append(
+                IdentifyViolation((shard[0], shard[1]), bucket, now - last)
+            )
+            await ws.close(code=RATE_LIMITED_CLOSE, message=b"You are being rate limited.")
+            return None
+        self._identified_at[bucket] = now
+        return shard[0], shard[1]
+
+    async def _take_over(self, ws: web.WebSocketResponse, shard: tuple[int, int]) -> None:
+        """`ws` is the live session of `shard`; an older one of the same shard no longer gets events."""
         async with self._send_lock:
-            self._ws = ws
-        self._connected.set()
+            for old in [w for w, s in self._sessions.items() if s == shard]:
+                del self._sessions[old]
+            self._sessions[ws] = shard
 
-    def _ready(self) -> dict[str, Any]:
-        return {
+    def _guilds_of(self, shard: tuple[int, int]) -> list[int]:
+        return [g for g in self.guilds if guild_shard(g, shard[1]) == shard[0]]
+
+    def _ready(self, shard: tuple[int, int], *, echo_shard: bool) -> dict[str, Any]:
+        session_id = f"fake-session-{shard[0]}-of-{shard[1]}-{snowflake()}"
+        self._session_shards[session_id] = shard
+        ready = {
             "v": 10,
             "user": BOT_USER,
-            "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-            "session_id": "fake-session",
+            "guilds": [{"id": str(g), "unavailable": True} for g in self._guilds_of(shard)],
+            "session_id": session_id,
             "resume_gateway_url": self.resume_gateway_url,
             "application": {"id": str(APP_ID), "flags": 0},
             "private_channels": [],
             "relationships": [],
         }
+        if echo_shard:  # READY carries `shard` when IDENTIFY did
+            ready["shard"] = list(shard)
+        return ready
 
-    def _guild(self) -> dict[str, Any]:
+    def _guild(self, guild_id: int) -> dict[str, Any]:
         return {
-            "id": str(GUILD_ID),
-            "name": "Fake Guild",
+            "id": str(guild_id),
+            "name": self.guilds[guild_id],
             "icon": None,
             "owner_id": ALICE["id"],
             "unavailable": False,
-            "roles": _roles(),
+            "roles": _roles(guild_id),
             "emojis": [],
             "stickers": [],
             "features": [],
@@ -544,8 +658,16 @@ class FakeDiscord(LoopbackServer):
             "members": [{**_member([BOT_ROLE_ID]), "user": BOT_USER}],
             "presences": [],
             "voice_states": [],
-            "channels": [c for c in self.channels.values() if c.get("type") in (0, 2)],
-            "threads": [c for c in self.channels.values() if c.get("type") == 11],
+            "channels": [
+                c
+                for c in self.channels.values()
+                if c.get("type") in (0, 2) and c["guild_id"] == str(guild_id)
+            ],
+            "threads": [
+                c
+                for c in self.channels.values()
+                if c.get("type") == 11 and c["guild_id"] == str(guild_id)
+            ],
             "stage_instances": [],
             "guild_scheduled_events": [],
             "soundboard_sounds": [],
@@ -600,7 +722,7 @@ class FakeDiscord(LoopbackServer):
     def _route(self, method: str, parts: list[str]) -> Callable[..., Any] | None:
         routes: list[tuple[str, tuple[str, ...], Callable[..., Any]]] = [
             ("GET", ("gateway",), self._get_gateway),
-            ("GET", ("gateway", "bot"), self._get_gateway),
+            ("GET", ("gateway", "bot"), self._get_gateway_bot),
             ("GET", ("users", "@me"), self._get_me),
             ("GET", ("oauth2", "applications", "@me"), self._get_application),
             ("GET", ("applications", "@me"), self._get_application),
@@ -637,15 +759,18 @@ class FakeDiscord(LoopbackServer):
         return _missing_access() if int(parts[1]) in ELSEWHERE else web.Response(status=204)
 
     async def _get_gateway(self, *_: Any) -> web.Response:
+        return _json({"url": self.gateway_url})
+
+    async def _get_gateway_bot(self, *_: Any) -> web.Response:
         return _json(
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.shard_count,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 999,
-                    "reset_after": 0,
-                    "max_concurrency": 1,
+                    "reset_after": 14400000,
+                    "max_concurrency": self.max_concurrency,
                 },
             }
         )
@@ -718,7 +843,8 @@ class FakeDiscord(LoopbackServer):
             return _error(403, 50013, "Missing Permissions")
         if message_id in self.channels:
             return _error(400, 160004, "A thread has already been created for this message")
-        thread = _thread(message_id, channel_id, BOT_ID, body["name"])
+        guild_id = self.channels[channel_id]["guild_id"]
+        thread = _thread(message_id, channel_id, BOT_ID, body["name"], guild_id)
         self.channels[message_id] = thread
         await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
         return _json(thread, 201)
@@ -858,7 +984,7 @@ class FakeDiscord(LoopbackServer):
             "flags": flags,
         }
         if channel_id in self.channels:
-            message["guild_id"] = str(GUILD_ID)
+            message["guild_id"] = self.channels[channel_id]["guild_id"]
         if reply_to is not None:
             message["message_reference"] = {
                 "type": REPLY_REFERENCE,
@@ -1020,11 +1146,13 @@ async def _read_body(request: web.Request) -> Any:
     return await request.json()
 
 
-def _thread(thread_id: int, parent_id: int, owner_id: int, name: str) -> dict[str, Any]:
+def _thread(
+    thread_id: int, parent_id: int, owner_id: int, name: str, guild_id: str
+) -> dict[str, Any]:
     return {
         "id": str(thread_id),
         "type": 11,
-        "guild_id": str(GUILD_ID),
+        "guild_id": guild_id,
         "parent_id": str(parent_id),
         "owner_id": str(owner_id),
         "name": name,
@@ -1053,7 +1181,7 @@ def _member(roles: list[int]) -> dict[str, Any]:
     }
 
 
-def _roles() -> list[dict[str, Any]]:
+def _roles(guild_id: int) -> list[dict[str, Any]]:
     base = {
         "color": 0,
         "hoist": False,
@@ -1063,7 +1191,7 @@ def _roles() -> list[dict[str, Any]]:
         "flags": 0,
     }
     return [
-        {**base, "id": str(GUILD_ID), "name": "@everyone", "permissions": ALL_PERMISSIONS},
+        {**base, "id": str(guild_id), "name": "@everyone", "permissions": ALL_PERMISSIONS},
         {**base, "id": str(MEMBER_ROLE_ID), "name": "members", "position": 1, "permissions": "0"},
         {
             **base,
@@ -1077,22 +1205,26 @@ def _roles() -> list[dict[str, Any]]:
     ]
 
 
+def _text_channel(guild_id: int, channel_id: int, name: str, position: int) -> dict[str, Any]:
+    return {
+        "id": str(channel_id),
+        "type": 0,
+        "guild_id": str(guild_id),
+        "name": name,
+        "position": position,
+        "permission_overwrites": [],
+        "nsfw": False,
+        "parent_id": None,
+        "topic": None,
+        "last_message_id": None,
+        "rate_limit_per_user": 0,
+        "flags": 0,
+    }
+
+
 def _guild_channels() -> list[dict[str, Any]]:
     def text(channel_id: int, name: str, position: int) -> dict[str, Any]:
-        return {
-            "id": str(channel_id),
-            "type": 0,
-            "guild_id": str(GUILD_ID),
-            "name": name,
-            "position": position,
-            "permission_overwrites": [],
-            "nsfw": False,
-            "parent_id": None,
-            "topic": None,
-            "last_message_id": None,
-            "rate_limit_per_user": 0,
-            "flags": 0,
-        }
+        return _text_channel(GUILD_ID, channel_id, name, position)
 
     voice = {
         **text(VOICE_CHANNEL_ID, "voice", 3),
