@@ -483,7 +483,7 @@ RETRIED_ERRORS = (
 
 
 class _FirstConnection(logging.Filter):
-    """On discord.py's client log until READY: takes the retry traceback off the log and keeps its error."""
+    """On discord.py's client and shard logs until READY: takes the retry traceback off the log and keeps its error."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -516,8 +516,9 @@ async def _log_in(client: GlimpseDiscord, token: str) -> None:
 async def _connect(client: GlimpseDiscord) -> None:
     """`client.connect`, reconnecting once the first READY came; failing before it is a StartupError."""
     first = _FirstConnection()
-    client_log = logging.getLogger("discord.client")
-    client_log.addFilter(first)
+    client_logs = [logging.getLogger(name) for name in ("discord.client", "discord.shard")]
+    for client_log in client_logs:
+        client_log.addFilter(first)
     runner = asyncio.ensure_future(client.connect(reconnect=True))
     ready = asyncio.ensure_future(client.wait_until_ready())
     waited: list[asyncio.Future[Any]] = [runner, ready, first.failed]
@@ -525,7 +526,8 @@ async def _connect(client: GlimpseDiscord) -> None:
         try:
             await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            client_log.removeFilter(first)
+            for client_log in client_logs:
+                client_log.removeFilter(first)
             ready.cancel()
         if first.failed.done() and not runner.done():
             raise StartupError(

@@ -53,7 +53,7 @@ class ShardPlan:
         ids = ", ".join(map(str, self.ids))
         return (
             f"discord: running shard{'s' if len(self.ids) > 1 else ''} {ids} of {self.count} "
-            f"(IDENTIFY: {self.max_concurrency} at a time per 5 s window)"
+            f"(IDENTIFY: {self.max_concurrency} bucket{'s' if self.max_concurrency > 1 else ''})"
         )
 
 
