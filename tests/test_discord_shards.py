@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,11 +16,11 @@ from discord.gateway import DiscordWebSocket
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from adapters.discord import GlimpseDiscord, ShardedGlimpseDiscord, create_client
+from adapters.discord import GlimpseDiscord, ShardedGlimpseDiscord, create_client, run_discord
 from adapters.discord_shards import guild_shard
 from adapters.discord_sync import command_set_hash
 from bot.app import build_conversations
-from bot.config import ConfigError, DiscordSettings, Secrets, Settings
+from bot.config import ConfigError, DiscordSettings, Secrets, Settings, StartupError
 from bot.conversations import Conversations
 from bot.fleet import LocalFleet, RedisFleet
 from bot.health import HealthServer
@@ -359,3 +360,25 @@ async def test_with_sqlite_every_process_syncs_as_before(
         async with running(fake, settings):
             pass
     assert len(fake.calls_to("PUT", "/commands")) == 2
+
+
+async def test_a_sharded_client_that_cannot_reach_the_gateway_stops_start_up(
+    fake_openrouter: FakeOpenRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeDiscord() as fake:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = int(probe.getsockname()[1])
+        secrets = _secrets(fake).model_copy(
+            update={"discord_gateway_url": f"ws://127.0.0.1:{closed}/"}
+        )
+        settings = _settings(fake_openrouter, shard_count=2)
+        conversations = build_conversations(settings, secrets)
+        await conversations.start()
+        try:
+            with caplog.at_level(logging.DEBUG), pytest.raises(StartupError) as raised:
+                await asyncio.wait_for(run_discord(conversations, settings, secrets), timeout=20)
+        finally:
+            await conversations.close()
+    assert "DISCORD_GATEWAY_URL" in str(raised.value)
+    assert not [r for r in caplog.records if r.exc_info], "a traceback reached the log"
