@@ -235,6 +235,11 @@ class InteractionSink(StreamingSink):
         else:
             await handle.edit(content=shown, allowed_mentions=NO_MENTIONS)
 
+    def _handle_id(self, handle: Any) -> str:
+        """Nothing to reopen after a restart: only the interaction's token, gone with the process,
+        can edit an answer given in its response, and the bot cannot post where it was asked."""
+        return ""
+
     # --- ReplySink ---
 
     async def notice(self, text: str) -> None:

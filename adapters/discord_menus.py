@@ -94,7 +94,10 @@ async def _image_quote(
     if quote.images:
         return quote
     log.info("menu %s used on message %s, which has no image", interaction.id, message.id)
-    await interaction.response.send_message(NO_IMAGE, ephemeral=True)
+    try:
+        await interaction.response.send_message(NO_IMAGE, ephemeral=True)
+    except discord.HTTPException as exc:  # already acknowledged (a replay) or expired
+        log.info("cannot answer interaction %s: %s", interaction.id, exc)
     return None
 
 

@@ -321,3 +321,20 @@ async def test_past_five_follow_ups_the_answer_is_cut_with_a_mark(env: Env) -> N
     header = "> an endless answer"
     pieces = split_message(answer, 2000 - max(len(header) + 1, len(CUT_MARK)))
     assert texts == [f"{header}\n{pieces[0]}", *pieces[1:5], pieces[5] + CUT_MARK]
+
+
+async def test_a_replayed_menu_interaction_is_answered_once(env: Env) -> None:
+    picture = env.fake.attachment("twice.png", png("teal"), "image/png")
+    posted = env.fake.message_elsewhere(
+        FOREIGN_CHANNEL_ID, "the same picture", attachments=[picture]
+    )
+    before = len(env.router.chat_requests)
+    interaction = await env.fake.message_command(DESCRIBE, posted)
+    await answered_in_place(env, interaction)
+
+    await env.fake.dispatch("INTERACTION_CREATE", interaction)
+    await env.fake.wait_for(
+        lambda: len(env.fake.calls_to("POST", f"/interactions/{interaction['id']}/")) == 2
+    )
+    assert len(env.router.chat_requests) == before + 1
+    assert len(env.fake.responses(interaction)) == 1
