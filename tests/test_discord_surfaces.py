@@ -336,5 +336,10 @@ async def test_a_replayed_menu_interaction_is_answered_once(env: Env) -> None:
     await env.fake.wait_for(
         lambda: len(env.fake.calls_to("POST", f"/interactions/{interaction['id']}/")) == 2
     )
-    assert len(env.router.chat_requests) == before + 1
+    asked = [
+        r
+        for r in env.router.chat_requests[before:]
+        if "Describe this image." in content_text(r.body["messages"][-1])
+    ]
+    assert len(asked) == 1  # other requests here may be the channel's memory being summarised
     assert len(env.fake.responses(interaction)) == 1
