@@ -30,6 +30,8 @@ from adapters.slack_events import (
     mentions,
     thread_of,
 )
+from adapters.slack_features import WorkspaceFeatures
+from adapters.slack_feedback import SlackFeedback
 from adapters.slack_format import from_slack, is_reset
 from adapters.slack_shortcuts import AskShortcut
 from adapters.slack_sink import (
@@ -110,6 +112,8 @@ class SlackListeners:
             if settings.assistant
             else None
         )
+        self.features = WorkspaceFeatures()  # what each workspace refused (native streaming…)
+        self.feedback = SlackFeedback(conversations.feedback, spawn=self._spawn)
 
     def register(self, app: AsyncApp) -> None:
         app.command(_slash(self._settings.command))(self._on_ask)
@@ -129,6 +133,7 @@ class SlackListeners:
                 spawn=self._spawn,
                 bot_name=lambda: self.bot_name,
             ).register(app)
+        self.feedback.register(app)
 
     async def drain(self, timeout_seconds: float | None = None) -> None:
         """Wait for the answers in flight: all of them, or until the timeout, then cancel the rest."""
@@ -274,15 +279,19 @@ class SlackListeners:
             self._client, channel=message.key.channel, thread_ts=message.key.thread
         )
         interval = self._settings.update_interval_seconds
-        if self._settings.native_streaming:
+        team = message.key.workspace
+        if self._settings.native_streaming and self.features.allows(team, "native streaming"):
             return SlackNativeSink(
                 thread,
                 react_ts=react_ts,
                 interval_seconds=interval,
-                team_id=message.key.workspace,
+                team_id=team,
                 user_id=message.author_id,
+                features=self.features,
             )
-        return SlackReplySink(thread, react_ts=react_ts, interval_seconds=interval)
+        return SlackReplySink(
+            thread, react_ts=react_ts, interval_seconds=interval, features=self.features, team=team
+        )
 
     async def reopen(
         self, message: IncomingMessage, reply_id: str
@@ -293,7 +302,11 @@ class SlackListeners:
             self._client, channel=message.key.channel, thread_ts=message.key.thread
         )
         sink = SlackReplySink(
-            thread, react_ts=None, interval_seconds=self._settings.update_interval_seconds
+            thread,
+            react_ts=None,
+            interval_seconds=self._settings.update_interval_seconds,
+            features=self.features,
+            team=message.key.workspace,
         )
         if reply_id:
             sink.reopen(reply_id)

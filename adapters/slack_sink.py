@@ -5,17 +5,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack_blocks import (
+    MARKDOWN_BLOCK_CHARS,
+    feedback_blocks,
+    markdown_block,
+    rating_buttons,
+)
+from adapters.slack_features import NATIVE_REFUSALS, WorkspaceFeatures
 from adapters.slack_format import escape, to_mrkdwn, to_native_markdown
 from adapters.split import split_message
 from adapters.streaming import StreamingSink
 
 __all__ = [
     "MAX_MESSAGE_CHARS",
+    "BlocksRefused",
     "PIECE_CHARS",
     "MessageTooLong",
     "SlackNativeSink",
@@ -44,12 +52,22 @@ UNAVAILABLE_ERRORS = frozenset(
         "cannot_reply_to_message",
     }
 )
+BLOCK_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_blocks_too_long"})
 IGNORED_REACTION_ERRORS = frozenset({"already_reacted", "no_reaction", "message_not_found"})
-NATIVE_BUFFER_CHARS = 64
+# Answer text per message in a markdown block: under Slack's 12,000 once pings are defused.
+MARKDOWN_PIECE_CHARS = 11_000
+NATIVE_CALL_CHARS = 11_000  # markdown_text per chat.*Stream call (Slack: at most 12,000)
+STOPPED_BY_USER = "stopped_by_user"
+SECTION_CHARS = 3_000  # a section block's text (the mrkdwn fallback's buttons need one)
+NOTIFICATION_CHARS = 3_000  # the `text` beside blocks only shows in notifications
 
 
 class SlackUnavailable(Exception):
     """Slack will not take messages in this channel (the bot is not a member, or it is gone)."""
+
+
+class BlocksRefused(Exception):
+    """Slack refused a message's blocks (a block type it does not know here, blocks too long)."""
 
 
 class MessageTooLong(Exception):
@@ -72,14 +90,15 @@ class SlackThread:
         self.channel = channel
         self.thread_ts = thread_ts
 
-    async def post(self, text: str) -> str:
-        """Post mrkdwn `text` in the thread (or the channel, without a thread); its ts."""
+    async def post(self, text: str, *, blocks: list[dict[str, Any]] | None = None) -> str:
+        """Post mrkdwn `text` (with `blocks`, only the notification) in the thread; its ts."""
         self._check_length(text)
         try:
             response = await self.client.chat_postMessage(
                 channel=self.channel,
                 thread_ts=self.thread_ts,
                 text=text,
+                blocks=blocks,
                 unfurl_links=False,
                 unfurl_media=False,
             )
@@ -87,10 +106,11 @@ class SlackThread:
             raise self._translate(exc, "chat.postMessage") from None
         return str(response["ts"])
 
-    async def edit(self, ts: str, text: str) -> None:
+    async def edit(self, ts: str, text: str, *, blocks: list[dict[str, Any]] | None = None) -> None:
+        """Replace a message's text and blocks (`[]` removes its blocks; None keeps them)."""
         self._check_length(text)
         try:
-            await self.client.chat_update(channel=self.channel, ts=ts, text=text)
+            await self.client.chat_update(channel=self.channel, ts=ts, text=text, blocks=blocks)
         except SlackApiError as exc:
             raise self._translate(exc, "chat.update") from None
 
@@ -120,6 +140,8 @@ class SlackThread:
             return MessageTooLong(method)
         if error in UNAVAILABLE_ERRORS:
             return SlackUnavailable(error)
+        if error in BLOCK_ERRORS:
+            return BlocksRefused(error)
         log.error("slack: %s in %s failed: %s", method, self.channel, error)
         return exc
 
@@ -127,22 +149,70 @@ class SlackThread:
 class SlackReplySink(StreamingSink):
     """One answer in one thread: a message edited at most once per interval, more messages past the limit.
 
-    The ":eyes:" reaction on the question says the model is working; it goes when the answer ends.
+    Each message is a `markdown` block (Slack renders the model's Markdown itself), with the mrkdwn
+    conversion as its notification text; where Slack refuses the block, the mrkdwn conversion is
+    the message, in smaller pieces. A finished answer ends with 👍/👎 buttons once the core has
+    said which model wrote it. The ":eyes:" reaction on the question says the model is working.
     """
 
     def __init__(
-        self, thread: SlackThread, *, react_ts: str | None, interval_seconds: float
+        self,
+        thread: SlackThread,
+        *,
+        react_ts: str | None,
+        interval_seconds: float,
+        features: WorkspaceFeatures | None = None,
+        team: str = "",
     ) -> None:
-        super().__init__(limit=PIECE_CHARS, interval_seconds=interval_seconds)
+        self._features = features or WorkspaceFeatures()
+        self._team = team
+        self._markdown = self._features.allows(team, "markdown block")
+        limit = MARKDOWN_PIECE_CHARS if self._markdown else PIECE_CHARS
+        super().__init__(limit=limit, interval_seconds=interval_seconds)
         self._thread = thread
         self._react_ts = react_ts
         self._unavailable = False
+        self._model: str | None = None
+        self._with_blocks: set[str] = set()  # messages posted with blocks
+
+    def answered_by(self, model: str) -> None:
+        self._model = model
+
+    def _marks_last(self) -> bool:
+        return self._model is not None
 
     async def _post(self, text: str) -> str:
-        return await self._thread.post(to_mrkdwn(text))
+        return await self._send(None, text, rated=False)
 
     async def _edit(self, handle: str, text: str) -> None:
-        await self._thread.edit(handle, to_mrkdwn(text))
+        await self._send(handle, text, rated=False)
+
+    async def _post_last(self, text: str) -> str:
+        return await self._send(None, text, rated=True)
+
+    async def _edit_last(self, handle: str, text: str) -> None:
+        await self._send(handle, text, rated=True)
+
+    async def _send(self, ts: str | None, text: str, *, rated: bool) -> str:
+        mrkdwn = to_mrkdwn(text)
+        blocks: list[dict[str, Any]] | None = None
+        if self._markdown:
+            markdown = to_native_markdown(text)
+            if len(markdown) > MARKDOWN_BLOCK_CHARS:
+                raise MessageTooLong(f"{len(markdown)} characters of Markdown")
+            blocks, mrkdwn = [markdown_block(markdown)], _notification(mrkdwn)
+        if rated and self._model and (blocks is not None or len(mrkdwn) <= SECTION_CHARS):
+            if blocks is None:
+                blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}]
+            blocks.append(rating_buttons(self._model))
+        if blocks is None and ts in self._with_blocks:
+            blocks = []  # chat.update keeps a message's blocks unless told to drop them
+        if ts is None:
+            ts = await self._thread.post(mrkdwn, blocks=blocks)
+        else:
+            await self._thread.edit(ts, mrkdwn, blocks=blocks)
+        (self._with_blocks.add if blocks else self._with_blocks.discard)(ts)
+        return ts
 
     async def _on_start(self) -> None:
         if self._react_ts and not self._unavailable:
@@ -170,6 +240,8 @@ class SlackReplySink(StreamingSink):
                 return
             except SlackUnavailable as exc:
                 self._give_up(exc)
+            except BlocksRefused as exc:
+                self._refused(str(exc))
             except MessageTooLong as exc:
                 if self._limit <= MIN_PIECE_CHARS:
                     raise
@@ -181,6 +253,17 @@ class SlackReplySink(StreamingSink):
                     self._limit,
                 )
 
+    def _refused(self, error: str) -> None:
+        """Blocks refused: the markdown block goes (for the workspace), then the buttons."""
+        if self._markdown:
+            self._features.refuse(self._team, "markdown block", error)
+            self._markdown, self._limit = False, PIECE_CHARS
+        elif self._model is not None:
+            log.warning("slack: rating buttons refused in %s (%s)", self._thread.channel, error)
+            self._model = None
+        else:
+            raise BlocksRefused(error)
+
     def _give_up(self, exc: SlackUnavailable) -> None:
         if not self._unavailable:
             log.warning(
@@ -190,9 +273,13 @@ class SlackReplySink(StreamingSink):
 
 
 class SlackNativeSink:
-    """Slack's own streaming (chat.startStream / appendStream / stopStream), where the workspace has it.
+    """Slack's own streaming (chat.startStream / appendStream / stopStream), ending with feedback buttons.
 
-    Falls back to a `SlackReplySink` (edits with chat.update) if Slack refuses to start the stream.
+    The stream starts with the first text. If Slack refuses to start it, the whole answer goes out
+    with chat.update edits instead (a `SlackReplySink`), and a refusal that means "not in this
+    workspace" is remembered, so its next answers go there directly. If the stream breaks later,
+    what Slack already shows stays and only the rest follows, in new messages: nothing is lost or
+    shown twice. A person pressing Slack's stop ends the answer where it is.
     """
 
     def __init__(
@@ -203,86 +290,154 @@ class SlackNativeSink:
         interval_seconds: float,
         team_id: str,
         user_id: str,
+        features: WorkspaceFeatures,
     ) -> None:
         self._thread = thread
         self._react_ts = react_ts
         self._interval = interval_seconds
         self._recipient = (team_id, user_id)
-        self._fallback = SlackReplySink(thread, react_ts=None, interval_seconds=interval_seconds)
-        self._stream: AsyncChatStream | None = None
-        self._failed_over = False
-        self._sent = ""
+        self._features = features
+        self._fallback = SlackReplySink(
+            thread,
+            react_ts=None,
+            interval_seconds=interval_seconds,
+            features=features,
+            team=team_id,
+        )
+        self._ts: str | None = None  # the streamed message, once started
+        self._sent = ""  # the answer text Slack shows in the stream
+        self._broken = False  # the rest goes through the fallback
+        self._stopped = False  # stopped by the person in Slack
+        self._model: str | None = None
         self._last_append = 0.0
+
+    def answered_by(self, model: str) -> None:
+        self._model = model
+        self._fallback.answered_by(model)
 
     async def start(self) -> None:
         if self._react_ts:
             await self._thread.react(self._react_ts, add=True)
-        self._stream = await self._thread.client.chat_stream(
-            channel=self._thread.channel,
-            thread_ts=self._thread.thread_ts or "",
-            recipient_team_id=self._recipient[0],
-            recipient_user_id=self._recipient[1],
-            buffer_size=NATIVE_BUFFER_CHARS,
-        )
 
     @property
     def reply_id(self) -> str:
         """The stream's message (chat.startStream's ts), or the fallback's first message."""
-        if self._stream is not None and self._stream.ts:
-            return str(self._stream.ts)
-        return self._fallback.reply_id
+        return self._ts or self._fallback.reply_id
 
     async def update(self, text: str) -> None:
-        if self._failed_over:
-            await self._fallback.update(text)
-        elif time.monotonic() - self._last_append >= self._interval:
-            await self._append(text, final=False)
+        if self._broken:
+            await self._fallback.update(self._rest(text))
+        elif not self._stopped and time.monotonic() - self._last_append >= self._interval:
+            await self._stream(text, final=False)
 
     async def finish(self, text: str) -> None:
-        await self._end(text)
+        await self._end(text, rated=True)
 
     async def fail(self, text: str) -> None:
-        await self._end(text)
+        await self._end(text, rated=False)
 
     async def notice(self, text: str) -> None:
         await self._fallback.notice(text)
 
-    async def _end(self, text: str) -> None:
+    async def _end(self, text: str, *, rated: bool) -> None:
         try:
-            if not self._failed_over:
-                await self._append(text, final=True)
-            if self._failed_over:
-                await self._fallback.finish(text)
+            if not self._broken and not self._stopped:
+                await self._stream(text, final=True, rated=rated)
+            if self._broken:
+                rest = self._rest(text)
+                await (self._fallback.finish(rest) if rated else self._fallback.fail(rest))
         finally:
             if self._react_ts:
                 await self._thread.react(self._react_ts, add=False)
 
-    async def _append(self, text: str, *, final: bool) -> None:
+    def _rest(self, text: str) -> str:
+        """What Slack does not show yet: everything, or what follows the streamed part."""
+        return text[len(self._sent) :].lstrip("\n") if text.startswith(self._sent) else text
+
+    async def _stream(self, text: str, *, final: bool, rated: bool = False) -> None:
         """Send what is new since the last call; a trailing "<" waits, so no ping markup is split in two."""
         if not text.startswith(self._sent):
             text = self._sent + "\n\n" + text
         ready = text if final or not text.endswith("<") else text[:-1]
-        delta = to_native_markdown(ready[len(self._sent) :])
-        if self._stream is None:
-            raise RuntimeError("SlackNativeSink.start() must come first")
+        delta = ready[len(self._sent) :]
         try:
+            for piece in _pieces(to_native_markdown(delta)):
+                await self._append(piece)
+            self._sent = ready  # (a break between pieces shows the delta again rather than lose it)
             if final:
-                await self._stream.stop(markdown_text=delta or None)
-            elif delta:
-                await self._stream.append(markdown_text=delta)
+                await self._stop(self._feedback() if rated else None)
         except SlackApiError as exc:
-            self._fail_over(exc)
+            self._break(exc)
+            if self._broken and self._ts is not None:
+                await self._close_quietly()
             return
-        self._sent = ready
         self._last_append = time.monotonic()
 
-    def _fail_over(self, exc: SlackApiError) -> None:
-        log.warning(
-            "slack: native streaming failed in %s (%s); answering with chat.update instead",
-            self._thread.channel,
-            slack_error(exc),
+    async def _append(self, markdown: str) -> None:
+        client, channel = self._thread.client, self._thread.channel
+        if self._ts is None:
+            team, user = self._recipient
+            response = await client.chat_startStream(
+                channel=channel,
+                thread_ts=self._thread.thread_ts or "",
+                recipient_team_id=team,
+                recipient_user_id=user,
+                markdown_text=markdown,
+            )
+            self._ts = str(response["ts"])
+        else:
+            await client.chat_appendStream(channel=channel, ts=self._ts, markdown_text=markdown)
+
+    async def _stop(self, blocks: list[dict[str, Any]] | None) -> None:
+        if self._ts is None:
+            return  # nothing was said: no stream to end
+        await self._thread.client.chat_stopStream(
+            channel=self._thread.channel, ts=self._ts, blocks=blocks
         )
-        self._failed_over = True
+
+    async def _close_quietly(self) -> None:
+        """End a broken stream where it is, so Slack stops showing it as in progress (best effort)."""
+        assert self._ts is not None
+        try:
+            await self._thread.client.chat_stopStream(channel=self._thread.channel, ts=self._ts)
+        except SlackApiError as exc:
+            log.info(
+                "slack: could not end the broken stream in %s: %s",
+                self._thread.channel,
+                slack_error(exc),
+            )
+
+    def _feedback(self) -> list[dict[str, Any]] | None:
+        return feedback_blocks(self._model) if self._model else None
+
+    def _break(self, exc: SlackApiError) -> None:
+        error = slack_error(exc)
+        if error == STOPPED_BY_USER:
+            log.info("slack: the answer in %s was stopped in Slack", self._thread.channel)
+            self._stopped = True
+            return
+        if self._ts is None and error in NATIVE_REFUSALS:
+            self._features.refuse(self._recipient[0], "native streaming", error)
+        log.warning(
+            "slack: native streaming %s in %s (%s); the rest goes out with chat.update",
+            "failed" if self._ts is not None else "refused",
+            self._thread.channel,
+            error,
+        )
+        self._broken = True
+
+
+def _pieces(markdown: str) -> list[str]:
+    """Slack takes at most 12,000 characters of markdown_text per call."""
+    step = NATIVE_CALL_CHARS
+    return [markdown[at : at + step] for at in range(0, len(markdown), step)]
+
+
+def _notification(mrkdwn: str) -> str:
+    """The `text` beside blocks, which Slack shows in notifications: the start of the answer."""
+    if len(mrkdwn) <= NOTIFICATION_CHARS:
+        return mrkdwn
+    return mrkdwn[: NOTIFICATION_CHARS - 1].rsplit(" ", 1)[0] + "…"
 
 
 def question_text(

@@ -31,6 +31,7 @@ class StreamingSink(ABC):
         self._last_flush = 0.0
         self._pending: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._finishing = False  # `finish` (not `fail`) is showing the final text
 
     # --- what a platform provides ---
 
@@ -66,6 +67,18 @@ class StreamingSink(ABC):
         """Show the answer in a message posted earlier (by a process that died), editing it."""
         self._posted = [(handle, "")]
 
+    def _marks_last(self) -> bool:
+        """Whether a finished answer's last message is sent with `_post_last` / `_edit_last`."""
+        return False
+
+    async def _post_last(self, text: str) -> Any:
+        """Post the last message of a finished answer (a subclass may add buttons to it)."""
+        return await self._post(text)
+
+    async def _edit_last(self, handle: Any, text: str) -> None:
+        """Edit the last message of a finished answer; called even when its text is unchanged."""
+        await self._edit(handle, text)
+
     # --- ReplySink ---
 
     async def start(self) -> None:
@@ -82,6 +95,7 @@ class StreamingSink(ABC):
             self._pending = asyncio.create_task(self._flush_later(wait))
 
     async def finish(self, text: str) -> None:
+        self._finishing = True
         await self._final(text)
 
     async def fail(self, text: str) -> None:
@@ -118,11 +132,17 @@ class StreamingSink(ABC):
             return
         async with self._lock:
             self._last_flush = time.monotonic()
-            for index, piece in enumerate(split_message(text, self._limit)):
+            pieces = split_message(text, self._limit)
+            last = len(pieces) - 1 if self._finishing and self._marks_last() else -1
+            for index, piece in enumerate(pieces):
                 if index < len(self._posted):
                     handle, shown = self._posted[index]
-                    if shown != piece:
+                    if index == last:
+                        await self._edit_last(handle, piece)
+                        self._posted[index] = (handle, piece)
+                    elif shown != piece:
                         await self._edit(handle, piece)
                         self._posted[index] = (handle, piece)
                 else:
-                    self._posted.append((await self._post(piece), piece))
+                    post = self._post_last if index == last else self._post
+                    self._posted.append((await post(piece), piece))

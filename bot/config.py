@@ -185,7 +185,7 @@ class SlackSettings(BaseModel):
 
     command: str = "/ask"
     reset_command: str = "/reset"
-    native_streaming: bool = False
+    native_streaming: bool = True  # where the workspace allows it; chat.update otherwise
     update_interval_seconds: float = Field(default=1.0, gt=0)
     # Slack's agent/assistant surface (config/slack-manifest-agent.yaml): status, prompts, titles.
     assistant: bool = False

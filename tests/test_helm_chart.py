@@ -105,8 +105,16 @@ def test_the_kinds_each_scenario_renders() -> None:
         "ConfigMap", "Deployment", "Secret", "Service", "Service", "ServiceAccount", "StatefulSet"
     ]  # fmt: skip
     assert kinds["production"] == [
-        "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "PodDisruptionBudget",
-        "PodDisruptionBudget", "Service", "Service", "ServiceAccount", "StatefulSet",
+        "ConfigMap",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Ingress",
+        "PodDisruptionBudget",
+        "PodDisruptionBudget",
+        "Service",
+        "Service",
+        "ServiceAccount",
+        "StatefulSet",
     ]  # fmt: skip  (an existing Secret: the chart makes none)
     assert "StatefulSet" not in kinds["slack only"] and "Deployment" not in kinds["discord only"]
 
@@ -137,7 +145,9 @@ def shards_of_pod(statefulset: dict[str, Any], ordinal: int, bin_dir: Path) -> t
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "POD_NAME": f"{statefulset['metadata']['name']}-{ordinal}",
-        "GLIMPSE_DISCORD__SHARD_COUNT": env_of(statefulset)["GLIMPSE_DISCORD__SHARD_COUNT"]["value"],
+        "GLIMPSE_DISCORD__SHARD_COUNT": env_of(statefulset)["GLIMPSE_DISCORD__SHARD_COUNT"][
+            "value"
+        ],
     }
     done = subprocess.run(
         ["sh", "-c", spec["args"][0]], env=env, capture_output=True, text=True, timeout=10
@@ -235,7 +245,9 @@ def test_the_secret_holds_the_variables_glimpse_reads_under_their_own_names() ->
 def test_each_platform_gets_only_its_own_tokens() -> None:
     objects = render()
     slack, discord = env_of(one(objects, "Deployment")), env_of(one(objects, "StatefulSet"))
-    assert "DISCORD_TOKEN" not in slack and {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"} <= set(slack)
+    assert "DISCORD_TOKEN" not in slack and {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"} <= set(
+        slack
+    )
     assert "DISCORD_TOKEN" in discord and not {"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"} & set(discord)
 
 
@@ -273,13 +285,17 @@ def test_the_rendered_config_and_environment_load_as_settings(
             for name, item in env_of(one(objects, "Deployment")).items()
             if "value" in item and name.startswith("GLIMPSE_")
         }
-        assert plain.pop("GLIMPSE_CONFIG") == "/config/glimpse.toml"  # where the ConfigMap is mounted
+        assert (
+            plain.pop("GLIMPSE_CONFIG") == "/config/glimpse.toml"
+        )  # where the ConfigMap is mounted
         with monkeypatch.context() as patch:
             for name, value in plain.items():
                 patch.setenv(name, value)
             settings = load_settings(config)
         assert settings.health_port == int(plain["GLIMPSE_HEALTH_PORT"])
-    assert settings.model == "qwen/qwen2.5-vl-72b-instruct" and settings.max_concurrent_answers == 32
+    assert (
+        settings.model == "qwen/qwen2.5-vl-72b-instruct" and settings.max_concurrent_answers == 32
+    )
 
 
 def test_probes_ask_the_health_server_routes_on_its_port() -> None:
@@ -309,13 +325,14 @@ def test_slack_events_reach_the_pods_through_service_and_ingress() -> None:
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     [service] = [o for o in objects if o["kind"] == "Service" and "clusterIP" not in o["spec"]]
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    assert {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"} in service[
-        "spec"
-    ]["ports"]
+    assert {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"} in service["spec"][
+        "ports"
+    ]
     [path] = one(objects, "Ingress")["spec"]["rules"][0]["http"]["paths"]
-    assert path["path"] == EVENTS_PATH and path["backend"]["service"]["name"] == service[
-        "metadata"
-    ]["name"]
+    assert (
+        path["path"] == EVENTS_PATH
+        and path["backend"]["service"]["name"] == service["metadata"]["name"]
+    )
 
 
 def test_autoscaling_owns_the_replica_count_and_budgets_select_the_pods() -> None:
@@ -334,7 +351,9 @@ def test_autoscaling_owns_the_replica_count_and_budgets_select_the_pods() -> Non
     for workload in workloads:
         labels = workload["spec"]["template"]["metadata"]["labels"]
         assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
-        matching = [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        matching = [
+            b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
         assert len(matching) == 1
 
 
@@ -366,7 +385,9 @@ def deep_merge(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_readmes_install_command_renders_valid_objects() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    [command] = re.findall(r"^helm install glimpse deploy/helm/glimpse .*?[^\\]\n", readme, re.M | re.S)
+    [command] = re.findall(
+        r"^helm install glimpse deploy/helm/glimpse .*?[^\\]\n", readme, re.M | re.S
+    )
     words = shlex.split(command.replace("\\\n", " "))
     values: dict[str, Any] = {}
     for flag, setting in zip(words, words[1:], strict=False):

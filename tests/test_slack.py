@@ -203,6 +203,14 @@ async def harness() -> AsyncIterator[Harness]:
         yield h
 
 
+@pytest.fixture
+async def mrkdwn() -> AsyncIterator[Harness]:
+    """Answers edited in with chat.update in a workspace that refused the markdown block: mrkdwn."""
+    async with running(native_streaming=False) as h:
+        h.adapter.listeners.features.refuse(TEAM_ID, "markdown block", "invalid_blocks")
+        yield h
+
+
 def user_texts(body: dict[str, Any]) -> list[str]:
     """Every user text the model was sent, in order."""
     texts = []
@@ -583,16 +591,16 @@ def test_the_fakes_signatures_are_the_ones_slack_sdk_verifies() -> None:
 
 
 async def test_a_6000_character_answer_is_split_in_two_on_a_paragraph_boundary(
-    harness: Harness,
+    mrkdwn: Harness,
 ) -> None:
     paragraphs = [f"Paragraph {i}: " + "lorem ipsum dolor " * 54 for i in range(6)]
     answer = "\n\n".join(p.strip() for p in paragraphs)
     assert 5_900 <= len(answer) <= 6_100
-    harness.router.reply = answer
+    mrkdwn.router.reply = answer
     event = mention("tell me a long story")
-    await harness.event(event)
-    await harness.settle()
-    posted = harness.slack.thread(CHANNEL, event["ts"])
+    await mrkdwn.event(event)
+    await mrkdwn.settle()
+    posted = mrkdwn.slack.thread(CHANNEL, event["ts"])
     assert len(posted) == 2
     assert all(len(m.text) <= 3_900 for m in posted)
     assert posted[0].text.endswith(paragraphs[2].strip()) and posted[1].text.startswith(
@@ -613,14 +621,14 @@ async def test_streaming_edits_the_reply_in_place(harness: Harness) -> None:
     assert 2 <= answer.edits < 20  # edited as the text arrived, but throttled: not once per chunk
 
 
-async def test_channel_pings_in_the_answer_are_escaped(harness: Harness) -> None:
-    harness.router.reply = (
+async def test_channel_pings_in_the_answer_are_escaped(mrkdwn: Harness) -> None:
+    mrkdwn.router.reply = (
         "Hey <!channel> and <!here> and <@U0BOB0002>: **done** & [docs](https://example.com)"
     )
     event = mention("ping everyone")
-    await harness.event(event)
-    await harness.settle()
-    [answer] = harness.slack.thread(CHANNEL, event["ts"])
+    await mrkdwn.event(event)
+    await mrkdwn.settle()
+    [answer] = mrkdwn.slack.thread(CHANNEL, event["ts"])
     assert (
         "<!channel>" not in answer.text
         and "<!here>" not in answer.text
@@ -631,14 +639,14 @@ async def test_channel_pings_in_the_answer_are_escaped(harness: Harness) -> None
     )
 
 
-async def test_an_answer_that_escaping_makes_too_long_is_split_smaller(harness: Harness) -> None:
-    harness.router.reply = "\n".join(
+async def test_an_answer_that_escaping_makes_too_long_is_split_smaller(mrkdwn: Harness) -> None:
+    mrkdwn.router.reply = "\n".join(
         "R&D <-> Q&A " * 8 for _ in range(34)
     )  # 3,300 characters, 5,000 escaped
     event = mention("lots of ampersands")
-    await harness.event(event)
-    await harness.settle()
-    posted = harness.slack.thread(CHANNEL, event["ts"])
+    await mrkdwn.event(event)
+    await mrkdwn.settle()
+    posted = mrkdwn.slack.thread(CHANNEL, event["ts"])
     assert len(posted) >= 2 and all(len(m.text) <= 3_900 for m in posted)
     assert "\n".join(m.text for m in posted).count("R&amp;D &lt;-&gt; Q&amp;A") == 8 * 34
 
@@ -646,39 +654,39 @@ async def test_an_answer_that_escaping_makes_too_long_is_split_smaller(harness: 
 # --- Slack API errors ---
 
 
-async def test_a_rate_limited_post_is_retried_after_retry_after(harness: Harness) -> None:
-    harness.slack.rate_limit_next("chat.postMessage", retry_after=0)
+async def test_a_rate_limited_post_is_retried_after_retry_after(mrkdwn: Harness) -> None:
+    mrkdwn.slack.rate_limit_next("chat.postMessage", retry_after=0)
     event = mention("hello")
-    await harness.event(event)
-    await harness.settle()
-    assert len(harness.slack.calls_to("chat.postMessage")) == 2
-    assert len(harness.slack.thread(CHANNEL, event["ts"])) == 1
+    await mrkdwn.event(event)
+    await mrkdwn.settle()
+    assert len(mrkdwn.slack.calls_to("chat.postMessage")) == 2
+    assert len(mrkdwn.slack.thread(CHANNEL, event["ts"])) == 1
 
 
-async def test_msg_too_long_splits_smaller(harness: Harness) -> None:
-    harness.router.reply = "\n\n".join(f"Part {i}. " + "abc " * 200 for i in range(4))
-    harness.slack.fail_next("chat.postMessage", "msg_too_long")
+async def test_msg_too_long_splits_smaller(mrkdwn: Harness) -> None:
+    mrkdwn.router.reply = "\n\n".join(f"Part {i}. " + "abc " * 200 for i in range(4))
+    mrkdwn.slack.fail_next("chat.postMessage", "msg_too_long")
     event = mention("long one")
-    await harness.event(event)
-    await harness.settle()
-    posted = harness.slack.thread(CHANNEL, event["ts"])
+    await mrkdwn.event(event)
+    await mrkdwn.settle()
+    posted = mrkdwn.slack.thread(CHANNEL, event["ts"])
     assert len(posted) >= 2
-    assert "\n\n".join(m.text for m in posted) == harness.router.reply
+    assert "\n\n".join(m.text for m in posted) == mrkdwn.router.reply
 
 
 async def test_not_in_channel_is_logged_and_skipped(
-    harness: Harness, caplog: pytest.LogCaptureFixture
+    mrkdwn: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    harness.slack.fail_next("chat.postMessage", "not_in_channel", times=5)
+    mrkdwn.slack.fail_next("chat.postMessage", "not_in_channel", times=5)
     event = mention("hello")
     with caplog.at_level("WARNING", logger="glimpse.slack"):
-        await harness.event(event)
-        await harness.settle()
+        await mrkdwn.event(event)
+        await mrkdwn.settle()
     assert any(
         "cannot post in" in r.getMessage() and "not_in_channel" in r.getMessage()
         for r in caplog.records
     )
-    assert harness.slack.thread(CHANNEL, event["ts"]) == []
+    assert mrkdwn.slack.thread(CHANNEL, event["ts"]) == []
 
 
 # --- native streaming ---

@@ -30,6 +30,7 @@ __all__ = [
     "ApiCall",
     "FakeSlack",
     "Posted",
+    "block_actions_body",
     "command_body",
     "event_body",
     "sign",
@@ -50,6 +51,28 @@ HISTORY_SCOPES = {"C": "channels:history", "G": "groups:history", "D": "im:histo
 HISTORY_METHODS = frozenset({"conversations.history", "conversations.replies"})
 METHOD_SCOPES = {"users.info": "users:read", "files.info": "files:read", **ASSISTANT_SCOPES}
 BINARY = "application/octet-stream"  # what the file host says for a file of no known type
+# The arguments Slack documents for the methods the fake checks strictly (token aside: a header).
+DOCUMENTED_ARGS: dict[str, frozenset[str]] = {
+    "chat.postMessage": frozenset(
+        {"channel", "text", "blocks", "attachments", "thread_ts", "reply_broadcast", "mrkdwn",
+         "parse", "link_names", "unfurl_links", "unfurl_media", "icon_emoji", "icon_url",
+         "username", "metadata", "markdown_text", "as_user"}
+    ),
+    "chat.update": frozenset(
+        {"channel", "ts", "text", "blocks", "attachments", "parse", "link_names", "metadata",
+         "markdown_text", "reply_broadcast", "file_ids", "as_user"}
+    ),
+    "chat.startStream": frozenset(
+        {"channel", "thread_ts", "markdown_text", "chunks", "recipient_user_id",
+         "recipient_team_id", "task_display_mode", "icon_emoji", "icon_url", "username"}
+    ),
+    "chat.appendStream": frozenset({"channel", "ts", "markdown_text", "chunks"}),
+    "chat.stopStream": frozenset(
+        {"channel", "ts", "markdown_text", "chunks", "blocks", "metadata", "session_status"}
+    ),
+}  # fmt: skip
+MARKDOWN_TEXT_CHARS = 12_000  # markdown_text, and all markdown blocks of one message together
+MAX_BLOCKS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +95,8 @@ class Posted:
     user: str = BOT_USER_ID
     edits: int = 0
     deleted: bool = False
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    streaming: bool = False  # chat.startStream until chat.stopStream
 
 
 @dataclass(slots=True)
@@ -107,6 +132,10 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
     # Scopes the app was installed without: methods needing one answer missing_scope.
     withheld_scopes: set[str] = field(default_factory=set)
     delay_seconds: dict[str, float] = field(default_factory=dict)  # method -> wait before answering
+    # A workspace without Slack's streaming: chat.startStream answers this error (e.g. unknown_method).
+    refuse_streaming: str | None = None
+    # A workspace that does not know the `markdown` block: messages carrying one get invalid_blocks.
+    refuse_markdown_blocks: bool = False
 
     def __post_init__(self) -> None:
         self._faults: dict[str, deque[_Fault]] = {}
@@ -227,6 +256,38 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
         }
         return self.users[user_id]
 
+    def feedback_action(self, posted: Posted, *, good: bool) -> dict[str, Any]:
+        """The `actions` entry Slack sends when someone clicks 👍 (good) or 👎 on a message's buttons.
+
+        Read from the message's own blocks: feedback buttons in a context_actions block, or
+        classic buttons in an actions block (the first is good, the second bad).
+        """
+        for index, block in enumerate(posted.blocks):
+            block_id = block.get("block_id") or f"b{index}"
+            for element in block.get("elements") or []:
+                if element.get("type") == "feedback_buttons":
+                    button = element["positive_button" if good else "negative_button"]
+                    return {
+                        "type": "feedback_buttons",
+                        "action_id": element.get("action_id", ""),
+                        "block_id": block_id,
+                        "text": button["text"],
+                        "value": button["value"],
+                        "action_ts": f"{time.time():.6f}",
+                    }
+            buttons = [e for e in block.get("elements") or [] if e.get("type") == "button"]
+            if block.get("type") == "actions" and len(buttons) == 2:
+                button = buttons[0 if good else 1]
+                return {
+                    "type": "button",
+                    "action_id": button.get("action_id", ""),
+                    "block_id": block_id,
+                    "text": button["text"],
+                    "value": button.get("value", ""),
+                    "action_ts": f"{time.time():.6f}",
+                }
+        raise AssertionError(f"message {posted.ts} has no feedback buttons: {posted.blocks}")
+
     def response_url(self) -> str:
         return f"{self.base_url}/commands/{uuid.uuid4().hex[:8]}"
 
@@ -296,8 +357,12 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
         if needed in self.withheld_scopes:
             return web.json_response({"ok": False, "error": "missing_scope", "needed": needed})
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
-        if handler is None:
+        if handler is None or (
+            method == "chat.startStream" and self.refuse_streaming == "unknown_method"
+        ):
             return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+        if (refusal := _undocumented(method, args)) is not None:
+            return web.json_response(refusal)
         return web.json_response(handler(args))
 
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -314,11 +379,11 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, text = str(args.get("channel", "")), str(args.get("text", ""))
-        if (refusal := self._refuse(channel, text)) is not None:
+        if (refusal := self._refuse(channel, text) or self._bad_blocks(args)) is not None:
             return refusal
         ts = self._next_ts()
         thread_ts = str(args["thread_ts"]) if args.get("thread_ts") else None
-        self.messages.append(Posted(channel, ts, text, thread_ts))
+        self.messages.append(Posted(channel, ts, text, thread_ts, blocks=_blocks(args) or []))
         return {
             "ok": True,
             "channel": channel,
@@ -328,12 +393,14 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
 
     def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, text = str(args.get("channel", "")), str(args.get("text", ""))
-        if (refusal := self._refuse(channel, text)) is not None:
+        if (refusal := self._refuse(channel, text) or self._bad_blocks(args)) is not None:
             return refusal
         message = self._find(channel, str(args.get("ts")))
         if message is None:
             return {"ok": False, "error": "message_not_found"}
         message.text, message.edits = text, message.edits + 1
+        if "blocks" in args:  # left out: the message keeps its blocks ([] removes them)
+            message.blocks = _blocks(args) or []
         return {"ok": True, "channel": channel, "ts": message.ts, "text": text}
 
     def _m_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -344,22 +411,53 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
         return {"ok": True, "channel": message.channel, "ts": message.ts}
 
     def _m_chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Slack's streaming: a thread reply, to one person outside DMs, markdown_text or chunks."""
         channel = str(args.get("channel", ""))
-        if not args.get("thread_ts") or not args.get("recipient_user_id"):
+        if self.refuse_streaming:
+            return {"ok": False, "error": self.refuse_streaming}
+        if (refusal := self._refuse(channel, "")) is not None:
+            return refusal
+        if not args.get("thread_ts"):
             return {"ok": False, "error": "invalid_arguments"}
+        if not channel.startswith("D"):
+            if not args.get("recipient_user_id"):
+                return {"ok": False, "error": "missing_recipient_user_id"}
+            if not args.get("recipient_team_id"):
+                return {"ok": False, "error": "missing_recipient_team_id"}
+        if (refusal := _bad_chunks(args)) is not None:
+            return refusal
         ts = self._next_ts()
-        self.messages.append(Posted(channel, ts, _chunk_text(args), str(args["thread_ts"])))
+        posted = Posted(channel, ts, _chunk_text(args), str(args["thread_ts"]), streaming=True)
+        self.messages.append(posted)
         return {"ok": True, "channel": channel, "ts": ts}
 
     def _m_chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
         message = self._find(str(args.get("channel")), str(args.get("ts")))
         if message is None:
             return {"ok": False, "error": "message_not_found"}
+        if not message.streaming:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        if not args.get("markdown_text") and not args.get("chunks"):
+            return {"ok": False, "error": "markdown_text_or_chunks_required"}
+        if (refusal := _bad_chunks(args)) is not None:
+            return refusal
         message.text += _chunk_text(args)
         message.edits += 1
         return {"ok": True, "channel": message.channel, "ts": message.ts}
 
-    _m_chat_stopStream = _m_chat_appendStream
+    def _m_chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Ends the stream; `blocks` render under the streamed text."""
+        message = self._find(str(args.get("channel")), str(args.get("ts")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if not message.streaming:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        if (refusal := _bad_chunks(args) or self._bad_blocks(args)) is not None:
+            return refusal
+        message.text += _chunk_text(args)
+        message.blocks = _blocks(args) or []
+        message.streaming = False
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
 
     def _m_reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
         names = self.reactions.setdefault(
@@ -473,6 +571,26 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
             return {"ok": False, "error": "msg_too_long"}
         return None
 
+    def _bad_blocks(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        """Block Kit as Slack documents it: the blocks Glimpse sends, checked field by field."""
+        blocks = _blocks(args)
+        if blocks is None:
+            return None
+        if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
+            return {"ok": False, "error": "invalid_blocks_format"}
+        markdown = 0
+        for block in blocks:
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "markdown" and self.refuse_markdown_blocks:
+                return {"ok": False, "error": "invalid_blocks"}
+            if kind == "markdown":
+                markdown += len(str(block.get("text", "")))
+            if kind not in _BLOCK_CHECKS or not _BLOCK_CHECKS[kind](block):
+                return {"ok": False, "error": "invalid_blocks"}
+        if markdown > MARKDOWN_TEXT_CHARS:
+            return {"ok": False, "error": "msg_blocks_too_long"}
+        return None
+
     def _find(self, channel: str, ts: str) -> Posted | None:
         return next(
             (m for m in self.messages if m.channel == channel and m.ts == ts and not m.deleted),
@@ -511,6 +629,122 @@ def _bot_message(posted: Posted) -> dict[str, Any]:
     if posted.thread_ts:
         message["thread_ts"] = posted.thread_ts
     return message
+
+
+def _undocumented(method: str, args: dict[str, Any]) -> dict[str, Any] | None:
+    """Slack answers an argument it does not know for a method with invalid_arguments."""
+    known = DOCUMENTED_ARGS.get(method)
+    if known is None or set(args) <= known:
+        return None
+    return {"ok": False, "error": "invalid_arguments", "unknown": sorted(set(args) - known)}
+
+
+def _blocks(args: dict[str, Any]) -> Any:
+    """`blocks` as sent: a JSON array (form posts carry it as a string); None if absent."""
+    blocks = args.get("blocks")
+    if isinstance(blocks, str):
+        try:
+            return json.loads(blocks)
+        except ValueError:
+            return "unreadable"
+    return blocks
+
+
+def _bad_chunks(args: dict[str, Any]) -> dict[str, Any] | None:
+    if args.get("markdown_text") and args.get("chunks"):
+        return {"ok": False, "error": "cannot_provide_both_markdown_text_and_chunks"}
+    if len(str(args.get("markdown_text") or "")) > MARKDOWN_TEXT_CHARS:
+        return {"ok": False, "error": "invalid_arguments"}
+    return None
+
+
+def _keys(obj: Any, required: set[str], optional: set[str] = frozenset()) -> bool:  # type: ignore[assignment]
+    return isinstance(obj, dict) and required <= set(obj) <= required | optional | {"type"}
+
+
+def _plain_text(obj: Any, limit: int) -> bool:
+    return (
+        _keys(obj, {"type", "text"}, {"emoji"})
+        and obj["type"] == "plain_text"
+        and 0 < len(str(obj["text"])) <= limit
+    )
+
+
+def _feedback_button(obj: Any) -> bool:
+    """positive_button / negative_button: text (plain_text, ≤ 75), value (≤ 2000), label (≤ 75)."""
+    return (
+        _keys(obj, {"text", "value"}, {"accessibility_label"})
+        and _plain_text(obj["text"], 75)
+        and 0 < len(str(obj["value"])) <= 2000
+        and len(str(obj.get("accessibility_label", ""))) <= 75
+    )
+
+
+def _feedback_buttons(element: Any) -> bool:
+    return (
+        _keys(element, {"type", "positive_button", "negative_button"}, {"action_id"})
+        and element["type"] == "feedback_buttons"
+        and len(str(element.get("action_id", ""))) <= 255
+        and _feedback_button(element["positive_button"])
+        and _feedback_button(element["negative_button"])
+    )
+
+
+def _button(element: Any) -> bool:
+    return (
+        _keys(element, {"type", "text"}, {"action_id", "value", "url", "style", "confirm",
+                                          "accessibility_label"})
+        and element["type"] == "button"
+        and _plain_text(element["text"], 75)
+        and len(str(element.get("action_id", ""))) <= 255
+        and len(str(element.get("value", ""))) <= 2000
+        and len(str(element.get("accessibility_label", ""))) <= 75
+    )  # fmt: skip
+
+
+def _markdown_block(block: dict[str, Any]) -> bool:
+    return _keys(block, {"type", "text"}, {"block_id"}) and isinstance(block["text"], str)
+
+
+def _section_block(block: dict[str, Any]) -> bool:
+    text = block.get("text")
+    return (
+        _keys(block, {"type", "text"}, {"block_id"})
+        and _keys(text, {"type", "text"}, {"verbatim"})
+        and text["type"] in ("mrkdwn", "plain_text")
+        and 0 < len(str(text["text"])) <= 3000
+    )
+
+
+def _context_actions_block(block: dict[str, Any]) -> bool:
+    """Feedback buttons (or icon buttons, which Glimpse does not send): 1 to 5 elements."""
+    elements = block.get("elements")
+    return (
+        _keys(block, {"type", "elements"}, {"block_id"})
+        and isinstance(elements, list)
+        and 0 < len(elements) <= 5
+        and all(_feedback_buttons(e) for e in elements)
+    )
+
+
+def _actions_block(block: dict[str, Any]) -> bool:
+    elements = block.get("elements")
+    ids = [e.get("action_id") for e in elements or [] if isinstance(e, dict) and e.get("action_id")]
+    return (
+        _keys(block, {"type", "elements"}, {"block_id"})
+        and isinstance(elements, list)
+        and 0 < len(elements) <= 25
+        and all(_button(e) for e in elements)
+        and len(ids) == len(set(ids))
+    )
+
+
+_BLOCK_CHECKS = {
+    "markdown": _markdown_block,
+    "section": _section_block,
+    "context_actions": _context_actions_block,
+    "actions": _actions_block,
+}
 
 
 def _chunk_text(args: dict[str, Any]) -> str:
@@ -589,3 +823,47 @@ def command_body(
             "trigger_id": f"{int(time.time())}.{uuid.uuid4().int % 10**12}.fake",
         }
     )
+
+
+def block_actions_body(
+    action: dict[str, Any],
+    posted: Posted,
+    *,
+    user: str,
+    response_url: str,
+    team_id: str = TEAM_ID,
+) -> str:
+    """A click on a message's button, as Slack POSTs it: form-encoded `payload` (block_actions)."""
+    message: dict[str, Any] = {
+        "type": "message",
+        "user": posted.user,
+        "bot_id": BOT_ID,
+        "text": posted.text,
+        "ts": posted.ts,
+        "blocks": posted.blocks,
+    }
+    container: dict[str, Any] = {
+        "type": "message",
+        "message_ts": posted.ts,
+        "channel_id": posted.channel,
+        "is_ephemeral": False,
+    }
+    if posted.thread_ts:
+        message["thread_ts"] = container["thread_ts"] = posted.thread_ts
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": "alice", "name": "alice", "team_id": team_id},
+        "api_app_id": APP_ID,
+        "token": "legacy-verification-token",
+        "container": container,
+        "trigger_id": f"{int(time.time())}.{uuid.uuid4().int % 10**12}.fake",
+        "team": {"id": team_id, "domain": "glimpse-test"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": posted.channel, "name": "general"},
+        "message": message,
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [action],
+    }
+    return urlencode({"payload": json.dumps(payload)})

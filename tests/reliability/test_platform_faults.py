@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -31,6 +33,18 @@ LONG_ANSWER = "\n\n".join(f"Part {i}. " + "lorem ipsum dolor " * 40 for i in ran
 # --- Slack ---
 
 
+@asynccontextmanager
+async def classic_rig(
+    *, slack_options: dict[str, Any] | None = None, **overrides: Any
+) -> AsyncIterator[SlackRig]:
+    """A workspace with neither Slack's streaming nor the markdown block: chat.update and mrkdwn,
+    the path these faults hit (native streaming's own faults: tests/test_slack_streaming.py)."""
+    options = {"native_streaming": False, **(slack_options or {})}
+    async with slack_rig(slack_options=options, **overrides) as rig:
+        rig.adapter.listeners.features.refuse(TEAM_ID, "markdown block", "invalid_blocks")
+        yield rig
+
+
 async def _ask_slack(rig: SlackRig, text: str = "hello?", channel: str = CHANNEL) -> list[str]:
     event = slack_mention(text, channel=channel)
     assert await rig.event(event) == 200
@@ -44,7 +58,7 @@ async def _slack_remembered(rig: SlackRig, ts: str) -> bool:
 
 async def test_a_slack_500_on_the_final_edit_is_retried_and_the_answer_stands() -> None:
     # One edit per 30 s: the only chat.update is the final one, and it meets the 500.
-    async with slack_rig(slack_options={"update_interval_seconds": 30}) as rig:
+    async with classic_rig(slack_options={"update_interval_seconds": 30}) as rig:
         rig.router.chunks, rig.router.chunk_delay_seconds = 4, 0.05
         rig.slack.fail_next("chat.update", "internal_error", status=500)
         assert await _ask_slack(rig) == [DEFAULT_REPLY]
@@ -54,7 +68,7 @@ async def test_a_slack_500_on_the_final_edit_is_retried_and_the_answer_stands() 
 async def test_a_slack_outage_on_the_final_edit_ends_in_one_clear_sentence_and_no_half_turn() -> (
     None
 ):
-    async with slack_rig(slack_options={"update_interval_seconds": 30}) as rig:
+    async with classic_rig(slack_options={"update_interval_seconds": 30}) as rig:
         rig.router.chunks, rig.router.chunk_delay_seconds = 4, 0.05
         rig.slack.fail_next("chat.update", "internal_error", status=500, times=3)
         event = slack_mention("hello?")
@@ -67,13 +81,13 @@ async def test_a_slack_outage_on_the_final_edit_ends_in_one_clear_sentence_and_n
 
 
 async def test_a_slack_500_on_the_first_post_is_retried() -> None:
-    async with slack_rig() as rig:
+    async with classic_rig() as rig:
         rig.slack.fail_next("chat.postMessage", "internal_error", status=500)
         assert await _ask_slack(rig) == [DEFAULT_REPLY]
 
 
 async def test_slack_429s_on_edits_are_waited_out_with_retry_after() -> None:
-    async with slack_rig(slack_options={"update_interval_seconds": 30}) as rig:
+    async with classic_rig(slack_options={"update_interval_seconds": 30}) as rig:
         rig.router.chunks, rig.router.chunk_delay_seconds = 4, 0.05
         rig.slack.rate_limit_next("chat.update", retry_after=1)
         started = time.monotonic()
@@ -82,7 +96,7 @@ async def test_slack_429s_on_edits_are_waited_out_with_retry_after() -> None:
 
 
 async def test_a_storm_of_slack_429s_on_posts_past_the_retries_still_ends_in_the_answer() -> None:
-    async with slack_rig() as rig:
+    async with classic_rig() as rig:
         rig.router.chunks, rig.router.chunk_delay_seconds = 8, 0.05
         for _ in range(5):  # the SDK retries 3 times; the sink tries again at its next flush
             rig.slack.rate_limit_next("chat.postMessage", retry_after=0)
@@ -91,7 +105,7 @@ async def test_a_storm_of_slack_429s_on_posts_past_the_retries_still_ends_in_the
 
 
 async def test_msg_too_long_on_an_edit_mid_stream_splits_the_answer() -> None:
-    async with slack_rig() as rig:
+    async with classic_rig() as rig:
         rig.router.reply, rig.router.chunks, rig.router.chunk_delay_seconds = LONG_ANSWER, 12, 0.03
         rig.slack.fail_next("chat.update", "msg_too_long")
         posted = await _ask_slack(rig, "a long one")
@@ -100,7 +114,7 @@ async def test_msg_too_long_on_an_edit_mid_stream_splits_the_answer() -> None:
 
 
 async def test_not_in_channel_mid_answer_stops_that_reply_and_the_bot_serves_others() -> None:
-    async with slack_rig() as rig:
+    async with classic_rig() as rig:
         rig.router.chunks, rig.router.chunk_delay_seconds = 8, 0.05
         rig.slack.fail_next("chat.update", "not_in_channel")  # removed from the channel mid-answer
         posted = await _ask_slack(rig)
