@@ -132,7 +132,8 @@ async def test_a_question_in_an_assistant_thread_gets_a_title_a_status_and_the_a
     # The status was set before the answer was posted and cleared after it.
     methods = [c.method for c in harness.slack.calls]
     set_at, cleared_at = [i for i, m in enumerate(methods) if m == "assistant.threads.setStatus"]
-    assert set_at < methods.index("chat.postMessage") < cleared_at
+    answered_at = methods.index("chat.startStream")  # native streaming, the default
+    assert set_at < answered_at < cleared_at
     assert harness.slack.calls_to("reactions.add") == []  # the status replaces :eyes:
 
     await harness.event(dm("and its colour?", thread_ts=root))
