@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
 import pytest
@@ -26,6 +27,7 @@ from tests.fakes.slack import (
     TEAM_ID,
     FakeSlack,
     Posted,
+    block_actions_body,
     command_body,
     event_body,
     sign,
@@ -148,6 +150,35 @@ async def test_socket_mode_receives_events_over_the_websocket_acks_them_and_answ
         f"Bearer {APP_TOKEN}"
     ]
     assert len(router.chat_requests) == 1 and len(slack.thread(CHANNEL, event["ts"])) == 1
+
+
+async def test_a_feedback_click_over_socket_mode_is_acked_and_recorded() -> None:
+    async with FakeOpenRouter() as router, FakeSlack() as slack, core(router) as conversations:
+        settings = Settings(store_url="memory://", base_url=router.base_url)
+        task = asyncio.create_task(run_slack(conversations, settings, secrets_for(slack)))
+        await slack.wait_for_socket()
+        event = {
+            "type": "app_mention",
+            "user": USER,
+            "text": f"<@{BOT_USER_ID}> rate me",
+            "ts": "1700000000.000300",
+            "channel": CHANNEL,
+            "team": TEAM_ID,
+        }
+        await slack.send_envelope(json.loads(event_body(event)))
+        await until(lambda: [m for m in _answers(slack) if m.blocks], "the finished answer")
+        [answer] = slack.thread(CHANNEL, event["ts"])
+        action = slack.feedback_action(answer, good=False)
+        form = block_actions_body(action, answer, user=USER, response_url=slack.response_url())
+        click = await slack.send_envelope(
+            json.loads(parse_qs(form)["payload"][0]), kind="interactive"
+        )
+        await until(lambda: any(a["envelope_id"] == click for a in slack.socket_acks), "the ack")
+        ledger = conversations.feedback._ledger  # type: ignore[attr-defined]
+        await until(lambda: ledger.ratings, "the rating recorded")
+        await stop(task)
+    [rating] = ledger.ratings.values()
+    assert (rating.answer_id, rating.rating, rating.rater.user) == (answer.ts, "bad", USER)
 
 
 async def test_socket_mode_handler_uses_the_app_token_and_the_overridden_api_url() -> None:
