@@ -136,6 +136,8 @@ class Plan:
     lengths: tuple[int, ...]  # memory lengths for the build time
     build_reps: int
     memory: tuple[int, int]  # (live conversations, turns each)
+    # P6: (mentions at once per round, measured rounds, fleet sizes in processes)
+    shards: tuple[int, int, tuple[int, ...]] = (300, 3, (1, 2, 4))
 
 
 FULL_PLAN = Plan(
@@ -173,4 +175,5 @@ QUICK_PLAN = Plan(
     lengths=(10, 100),
     build_reps=20,
     memory=(50, 20),
+    shards=(8, 1, (1, 2)),
 )

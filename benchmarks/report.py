@@ -10,6 +10,7 @@ from benchmarks.build_time import BuildResult
 from benchmarks.common import Plan, summarise
 from benchmarks.context_use import StrategyResult
 from benchmarks.corpus import PROFILES
+from benchmarks.discord_shards import ShardScaling, render_shards
 from benchmarks.images import HEIC_QUALITY, HEIC_TILE_PX, PHOTO_QUALITY, ImageResult
 from benchmarks.memory_recall import RecallResult
 from benchmarks.memory_use import MemoryResult
@@ -59,6 +60,7 @@ class Results:
     recall: list[RecallResult] = field(default_factory=list)  # P3's memory columns
     build: list[BuildResult] = field(default_factory=list)
     memory: list[MemoryResult] = field(default_factory=list)
+    shards: ShardScaling | None = None  # P6: answers per second by Discord shard processes
 
 
 # --- numbers ---
@@ -1037,7 +1039,10 @@ ratio more rounds to rest on when the machine's speed drifts.
 ## P5 memory
 
 {_p5_section(results)}
-"""
+
+## P6 Discord shards: answers per second with more processes
+
+{render_shards(results.shards)}"""
 
 
 # --- plots and closing lines ---
@@ -1165,4 +1170,14 @@ def key_ratios(results: Results) -> list[str]:
         )
     for memory in results.memory:
         lines.append(f"P5 {memory.kind}: {memory.full_mb:.0f} MB RSS (target ≤ {RSS_TARGET_MB:g})")
+    shards = results.shards
+    if shards is not None and shards.reason:
+        lines.append(f"P6 Discord shards: {shards.reason}")
+    for row in shards.rows if shards is not None else []:
+        lines.append(
+            f"P6 {row.processes} shard process{'es' if row.processes > 1 else ''}: "
+            f"{row.rate:.1f} answers/s, {shards.linear_share(row):.2f} of linear, "
+            f"{row.per_answer(row.round_trips):.1f} Redis round trips per answer, "
+            f"{row.duplicates} duplicates"
+        )
     return lines

@@ -17,6 +17,7 @@ from benchmarks.build_time import measure_build_time  # noqa: E402
 from benchmarks.common import BENCH_DIR, FULL_PLAN, QUICK_PLAN, ModelShape, Plan  # noqa: E402
 from benchmarks.context_use import measure_context_use  # noqa: E402
 from benchmarks.corpus import make_corpus  # noqa: E402
+from benchmarks.discord_shards import measure_shards  # noqa: E402
 from benchmarks.images import measure_images  # noqa: E402
 from benchmarks.machine import load_average, machine_info  # noqa: E402
 from benchmarks.memory_recall import measure_memory_recall  # noqa: E402
@@ -29,7 +30,7 @@ from benchmarks.servers import Servers  # noqa: E402
 from benchmarks.slack_path import run_slack_path  # noqa: E402
 from benchmarks.steady import run_steady  # noqa: E402
 
-PHASES = ("p1", "p2", "p3", "p4", "p5")
+PHASES = ("p1", "p2", "p3", "p4", "p5", "p6")
 MEMORY_SHAPE = ModelShape(tokens=60, seconds=0.0, first_token_seconds=0.0)
 
 
@@ -75,6 +76,12 @@ def _with_servers(plan: Plan, phases: set[str], results: Results) -> None:
     with Servers(plan.shape) as servers:
         if "p1" in phases:
             asyncio.run(_p1(plan, servers, results))
+        if "p6" in phases:
+            started = time.perf_counter()
+            results.shards = asyncio.run(measure_shards(servers, *plan.shards))
+            servers.set_shape(plan.shape)
+            sizes = ", ".join(str(size) for size in plan.shards[2])
+            _say(f"[P6] Discord shards in {sizes} processes: {time.perf_counter() - started:.0f} s")
         if "p5" in phases:
             servers.set_shape(MEMORY_SHAPE)
             conversations, turns = plan.memory
@@ -119,7 +126,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="tiny sizes (CI): checks the harness runs, not speed"
     )
     parser.add_argument(
-        "--only", default=",".join(PHASES), help="comma-separated phases: p1,p2,p3,p4,p5"
+        "--only", default=",".join(PHASES), help="comma-separated phases: p1,p2,p3,p4,p5,p6"
     )
     parser.add_argument(
         "--out", help="folder for RESULTS.md and plots/ (default: benchmarks/ for a full run)"
@@ -135,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(plan, machine_info(), load_before=load_average())
     started = time.perf_counter()
     _local_phases(plan, phases, results)
-    if phases & {"p1", "p5"}:
+    if phases & {"p1", "p5", "p6"}:
         _with_servers(plan, phases, results)
     results.seconds = time.perf_counter() - started
     results.load_after = load_average()
