@@ -66,12 +66,17 @@ DMS_OFF = "I don't answer direct messages here. Ask me in a server channel inste
 def bot_can_post(interaction: discord.Interaction) -> bool:
     """Whether the bot itself can post where the interaction came from.
 
-    Yes in a server it is a member of (it has the guild: GUILD_CREATE came) and in its own DM;
-    no in a server where only the user installed Glimpse, nor in a DM or group DM between people.
+    Yes in a server it is a member of (it has the guild: GUILD_CREATE came) where the channel
+    lets it send messages, and in its own DM; no in a server where only the user installed
+    Glimpse, nor in a DM or group DM between people.
     """
-    if interaction.guild_id is not None:
-        return interaction.client.get_guild(interaction.guild_id) is not None
-    return not interaction.context.private_channel
+    if interaction.guild_id is None:
+        return not interaction.context.private_channel
+    if interaction.client.get_guild(interaction.guild_id) is None:
+        return False
+    allowed = interaction.app_permissions  # the bot's, in this channel, overrides applied
+    in_thread = isinstance(interaction.channel, discord.Thread)
+    return allowed.send_messages_in_threads if in_thread else allowed.send_messages
 
 
 def place_key(interaction: discord.Interaction) -> ConversationKey:

@@ -38,6 +38,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 MALLORY = make_user("mallory")
 EPHEMERAL = 64
+VIEW_CHANNEL, READ_MESSAGE_HISTORY = 1 << 10, 1 << 16
 EVERYWHERE = [0, 1, 2]  # contexts: guild, bot DM, private channel
 BOTH_INSTALLS = [0, 1]  # integration_types: guild install, user install
 
@@ -343,3 +344,18 @@ async def test_a_replayed_menu_interaction_is_answered_once(env: Env) -> None:
     ]
     assert len(asked) == 1  # other requests here may be the channel's memory being summarised
     assert len(env.fake.responses(interaction)) == 1
+
+
+async def test_where_the_bot_may_not_send_messages_it_answers_in_the_response(env: Env) -> None:
+    interaction = env.fake._interaction(  # noqa: SLF001 - app_permissions as a channel override leaves them
+        "ask", ask("muted here?"), TEXT_CHANNEL_ID, ALICE, {}
+    )
+    interaction["app_permissions"] = str(VIEW_CHANNEL | READ_MESSAGE_HISTORY)
+    await env.fake.dispatch("INTERACTION_CREATE", interaction)
+
+    original = await answered_in_place(env, interaction)
+
+    assert original["content"] == f"> muted here?\n{env.router.reply}"
+    assert env.fake.calls_to("POST", f"/messages/{original['id']}/threads") == []
+    [message] = [m for m in env.incoming if m.message_id == interaction["id"]]
+    assert message.key.channel == message.key.thread == str(TEXT_CHANNEL_ID)
