@@ -33,9 +33,9 @@ from adapters.slack_events import (
 from adapters.slack_features import WorkspaceFeatures
 from adapters.slack_feedback import SlackFeedback
 from adapters.slack_format import from_slack, is_reset
+from adapters.slack_native import SlackNativeSink
 from adapters.slack_shortcuts import AskShortcut
 from adapters.slack_sink import (
-    SlackNativeSink,
     SlackReplySink,
     SlackThread,
     SlackUnavailable,
