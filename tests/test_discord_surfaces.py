@@ -359,3 +359,25 @@ async def test_where_the_bot_may_not_send_messages_it_answers_in_the_response(en
     assert env.fake.calls_to("POST", f"/messages/{original['id']}/threads") == []
     [message] = [m for m in env.incoming if m.message_id == interaction["id"]]
     assert message.key.channel == message.key.thread == str(TEXT_CHANNEL_ID)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"content": "hi", "flags": 1 << 15}, "IS_COMPONENTS_V2"),
+        ({"content": "hi", "flags": 1 << 3}, "flags"),
+        ({"content": "x" * 2001}, "content"),
+        ({"content": "hi", "thread_id": "1"}, "undocumented"),
+    ],
+)
+async def test_the_fake_refuses_follow_ups_discord_would_refuse(
+    env: Env, body: dict[str, Any], problem: str
+) -> None:
+    interaction = await env.fake.slash(
+        "ask", ask("a follow-up test"), channel_id=PRIVATE_CHANNEL_ID
+    )
+    await answered_in_place(env, interaction)
+    url = f"{env.fake.api_base}/webhooks/{APP_ID}/{interaction['token']}"
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as r:
+        status, answer = r.status, await r.json()
+    assert status == 400 and answer["code"] == 50035 and problem in answer["message"]

@@ -70,8 +70,9 @@ CALLBACK_TYPES = frozenset({1, 4, 5, 6, 7, 8, 9, 10, 12})
 MESSAGE_DATA_FIELDS = frozenset(
     {"tts", "content", "embeds", "allowed_mentions", "flags", "components", "attachments", "poll"}
 )
+IS_COMPONENTS_V2 = 1 << 15
 # SUPPRESS_EMBEDS, EPHEMERAL, SUPPRESS_NOTIFICATIONS, IS_VOICE_MESSAGE, IS_COMPONENTS_V2
-MESSAGE_FLAGS = (1 << 2) | (1 << 6) | (1 << 12) | (1 << 13) | (1 << 15)
+MESSAGE_FLAGS = (1 << 2) | (1 << 6) | (1 << 12) | (1 << 13) | IS_COMPONENTS_V2
 MODAL_FIELDS = frozenset({"custom_id", "title", "components"})
 MODAL_COMPONENT_TYPES = frozenset({1, 10, 18})  # action row (of text inputs), text display, label
 FOLLOWUP_FIELDS = frozenset(
@@ -205,6 +206,8 @@ def _message_problem(data: dict[str, Any]) -> str | None:
     flags = int(data.get("flags") or 0)
     if flags & ~MESSAGE_FLAGS:
         return f"flags: {flags} sets flags a message cannot be sent with"
+    if flags & IS_COMPONENTS_V2 and (data.get("content") or data.get("embeds") or data.get("poll")):
+        return "content, embeds and poll: not with IS_COMPONENTS_V2 (use Text Display components)"
     if len(data.get("content") or "") > CONTENT_LIMIT:
         return f"content: at most {CONTENT_LIMIT} characters"
     return None
