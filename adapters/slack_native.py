@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack_blocks import feedback_blocks
@@ -115,7 +116,7 @@ class SlackNativeSink:
             self._sent = ready  # (a break between pieces shows the delta again rather than lose it)
             if final:
                 await self._stop(self._feedback() if rated else None)
-        except SlackApiError as exc:
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             self._break(exc)
             if self._broken and self._ts is not None:
                 await self._close_quietly()
@@ -149,18 +150,18 @@ class SlackNativeSink:
         assert self._ts is not None
         try:
             await self._thread.client.chat_stopStream(channel=self._thread.channel, ts=self._ts)
-        except SlackApiError as exc:
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             log.info(
                 "slack: could not end the broken stream in %s: %s",
                 self._thread.channel,
-                slack_error(exc),
+                slack_error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__,
             )
 
     def _feedback(self) -> list[dict[str, Any]] | None:
         return feedback_blocks(self._model) if self._model else None
 
-    def _break(self, exc: SlackApiError) -> None:
-        error = slack_error(exc)
+    def _break(self, exc: Exception) -> None:
+        error = slack_error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
         if error == STOPPED_BY_USER:
             log.info("slack: the answer in %s was stopped in Slack", self._thread.channel)
             self._stopped = True
