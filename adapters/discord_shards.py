@@ -64,7 +64,7 @@ async def plan_shards(http: discord.http.HTTPClient, settings: DiscordSettings) 
     except (discord.GatewayNotFound, aiohttp.ClientError, OSError) as exc:  # TimeoutError too
         if settings.shard_count == "auto":
             raise StartupError(
-                f"shard_count = auto, but GET /gateway/bot failed ({exc or type(exc).__name__}): "
+                f"shard_count = auto, but GET /gateway/bot failed ({str(exc) or type(exc).__name__}): "
                 "check the network, or set a number of shards"
             ) from None
         log.warning("GET /gateway/bot failed (%s); identifying one shard at a time", exc)

@@ -382,3 +382,24 @@ async def test_a_sharded_client_that_cannot_reach_the_gateway_stops_start_up(
             await conversations.close()
     assert "DISCORD_GATEWAY_URL" in str(raised.value)
     assert not [r for r in caplog.records if r.exc_info], "a traceback reached the log"
+
+
+async def test_auto_without_gateway_bot_stops_start_up_and_a_number_carries_on(
+    fake_openrouter: FakeOpenRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeDiscord(identify_window_seconds=0.01) as fake:
+        fake.fail_next("GET", "/gateway/bot", 403)
+        settings = _settings(fake_openrouter, shard_count="auto")
+        conversations = build_conversations(settings, _secrets(fake))
+        client = create_client(conversations, settings, _secrets(fake))
+        try:
+            with pytest.raises(StartupError, match="shard_count = auto, but GET /gateway/bot"):
+                await client.login(fake.token)
+        finally:
+            await client.close()
+            await conversations.close()
+
+        fake.fail_next("GET", "/gateway/bot", 403)
+        async with running(fake, _settings(fake_openrouter, shard_count=2)) as (client, _):
+            assert client.shard_ids == [0, 1]
+    assert "identifying one shard at a time" in caplog.text
