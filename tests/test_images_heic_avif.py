@@ -13,6 +13,7 @@ from PIL import AvifImagePlugin, Image, ImageFile
 from bot.config import Settings
 from bot.images import ImagePipeline, ImageRefused, prepare_image
 from bot.images import prepare as prepare_module
+from bot.images.prepare import downscale, reduce_photo
 from bot.messages import ImageRef
 from tests import images_corpus as corpus
 
@@ -84,6 +85,28 @@ def test_a_large_heic_or_avif_is_downscaled_to_the_long_side(fmt: str) -> None:
     data = corpus.encode(image, fmt, quality=60)
     prepared = prepare_image(data, "big", max_pixels=50_000_000, max_side=800)
     assert (prepared.width, prepared.height) == (800, 600)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_heic_or_avif_photo_is_box_reduced_by_a_whole_factor_like_a_jpeg_draft(fmt: str) -> None:
+    """1500 px to at most 400: reduced 4×4 to 375 px (≥ 85% of 400) and sent without resampling."""
+    image = Image.linear_gradient("L").resize((1500, 1000)).convert("RGB")
+    data = corpus.encode(image, fmt, quality=60)
+    prepared = prepare_image(data, "big", max_pixels=50_000_000, max_side=400)
+    assert (prepared.width, prepared.height) == (375, 250)
+    sent = decode(prepared.data)
+    assert close_to(sent.getpixel((187, 125)), image.getpixel((750, 500)), tolerance=12)
+
+
+@pytest.mark.parametrize(
+    "size, sent",
+    [((1500, 1000), (1120, 747)), ((1900, 1000), (1120, 589)), ((1904, 1000), (952, 500))],
+)
+def test_reduce_photo_keeps_at_least_the_jpeg_draft_s_share(
+    size: tuple[int, int], sent: tuple[int, int]
+) -> None:
+    reduced = reduce_photo(Image.new("RGB", size), 1120)
+    assert downscale(reduced, 1120).size == sent
 
 
 @pytest.mark.parametrize("orientation", sorted(corpus.ORIENTED))

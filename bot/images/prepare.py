@@ -23,6 +23,7 @@ __all__ = [
     "encode_image",
     "jpeg_draft_request",
     "prepare_image",
+    "reduce_photo",
 ]
 
 # HEIC/HEIF (iPhone photos) through pillow-heif, registered once, here. Embedded thumbnails, depth
@@ -44,6 +45,8 @@ except ImportError:
 # recognised by its bytes (Image.open asks each plugin), never by the file's name or MIME type.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "HEIF", *(("AVIF",) if AVIF_READABLE else ()))
 _JPEG_FORMATS = ("JPEG", "MPO")
+# Photos whose codec cannot decode at a reduced size: box-reduced like a JPEG draft (`reduce_photo`).
+_BOX_REDUCED_FORMATS = ("HEIF", "AVIF")
 ALLOWED_FORMATS_TEXT = "PNG, JPEG, WEBP or GIF"
 JPEG_QUALITY = 85
 PNG_COMPRESS_LEVEL = 6
@@ -113,7 +116,10 @@ def decode_image(data: bytes, name: str, *, max_pixels: int, max_side: int) -> I
     except BaseException:
         image.close()
         raise
-    return downscale(_normalise_mode(image), max_side)
+    normal = _normalise_mode(image)
+    if image.format in _BOX_REDUCED_FORMATS:
+        normal = reduce_photo(normal, max_side)
+    return downscale(normal, max_side)
 
 
 def encode_image(image: Image.Image, label: str) -> PreparedImage:
@@ -131,6 +137,19 @@ def encode_image(image: Image.Image, label: str) -> PreparedImage:
 def jpeg_draft_request(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     """The size to ask a JPEG draft for: libjpeg picks the smallest DCT scale at least this large."""
     return fit_within(size, max(1, math.ceil(max_side * JPEG_DRAFT_MIN_SHARE)))
+
+
+def reduce_photo(image: Image.Image, max_side: int) -> Image.Image:
+    """Box-reduced by the largest whole factor that keeps the long side at least the JPEG draft's.
+
+    What a JPEG's DCT-scaled draft is to a JPEG photo, for HEIC and AVIF photos, whose codecs have
+    no reduced-size decode: a 4032 px HEIC goes out at 1008 px, averaged 4×4 (~11 ms of CPU), not
+    resampled to 1120 px (~50 ms). A factor that would leave the long side above `max_side` only
+    shortens the resampling `downscale` does next.
+    """
+    least = max(1, math.ceil(max_side * JPEG_DRAFT_MIN_SHARE))
+    factor = max(image.size) // least
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def fit_within(size: tuple[int, int], max_side: int) -> tuple[int, int]:
