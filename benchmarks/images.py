@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+import pillow_heif
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from bot.config import Settings
@@ -69,9 +70,11 @@ class ImageResult:
     decode_image_ms: float  # CPU: decode_image (decode, EXIF orientation, mode, downscale)
     encode_ms: float  # CPU: encode_image of the downscaled image
     # CPU: the least any decoder spends on this file: for a JPEG libjpeg-turbo's 1/8-scale decode,
-    # which still entropy-decodes every coefficient; for a HEIC libheif's full decode, HEVC having
-    # no reduced-size decode (None for other formats)
+    # which still entropy-decodes every coefficient; for a HEIC libheif's full decode to RGB alone
+    # (pillow_heif.open_heif, no Pillow image made), HEVC having no reduced-size decode (None for
+    # other formats). Timed in turns with prepare_image, so the two share the machine's drift.
     floor_ms: float | None = None
+    floor_wall_ms: float | None = None  # the same floor's median wall time
     # A HEIC's JPEG twin (the same pixels at PHOTO_QUALITY), timed in turns with it: its median
     # wall and CPU ms through prepare_image, and its size; None for other images
     twin_ms: float | None = None
@@ -82,6 +85,16 @@ class ImageResult:
     def bytes_ratio(self) -> float:
         """Bytes Glimpse sends ÷ bytes of the raw file sent base64-encoded (the usual approach)."""
         return self.sent_url_chars / self.raw_url_chars
+
+    @property
+    def floor_ratio(self) -> float | None:
+        """prepare_image ÷ the decode floor, median wall times of the same runs."""
+        return None if not self.floor_wall_ms else self.median_ms / self.floor_wall_ms
+
+    @property
+    def floor_cpu_ratio(self) -> float | None:
+        """prepare_image ÷ the decode floor, median CPU times of the same runs."""
+        return None if not self.floor_ms else self.cpu_ms / self.floor_ms
 
     @property
     def twin_ratio(self) -> float | None:
@@ -251,6 +264,13 @@ def _decoded(data: bytes, draft: Callable[[tuple[int, int]], tuple[int, int]]) -
     return image
 
 
+def _floor(data: bytes, kind: str | None) -> Callable[[], object]:
+    """The least decode of `data`: a JPEG at 1/8 scale; a HEIC by libheif alone, to RGB."""
+    if kind == "HEIF":
+        return lambda: pillow_heif.open_heif(data, convert_hdr_to_8bit=True)[0].data
+    return lambda: _decoded(data, _eighth)
+
+
 def _eighth(size: tuple[int, int]) -> tuple[int, int]:
     """libjpeg's smallest DCT scale, 1/8: Huffman decoding and little else."""
     return -(-size[0] // 8), -(-size[1] // 8)
@@ -292,7 +312,7 @@ def measure_image(
     works: list[Callable[[], object]] = [prepare]
     # the floor is taken in turns with the pipeline, so drift cannot split them
     if kind in _WITH_FLOOR:
-        works.append(lambda: _decoded(data, _eighth))
+        works.append(_floor(data, kind))
     if twin is not None:
         works.append(_preparing(twin, "twin.jpg"))
     for work in works:
@@ -321,6 +341,7 @@ def measure_image(
         decode_image_ms=decode_image_ms,
         encode_ms=encode_ms,
         floor_ms=floor.cpu_ms if floor is not None else None,
+        floor_wall_ms=floor.median_ms if floor is not None else None,
         twin_ms=twin_timed.median_ms if twin_timed is not None else None,
         twin_cpu_ms=twin_timed.cpu_ms if twin_timed is not None else None,
         twin_bytes=len(twin) if twin is not None else None,

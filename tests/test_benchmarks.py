@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -410,6 +411,10 @@ def test_a_heic_is_timed_in_turns_beside_the_same_photo_as_jpeg_and_reported() -
             verdict,
         ]
         assert ("P2 HEIC ÷ JPEG missed" in text) is (verdict != "met")
+        floor_row = next(line for line in text.splitlines() if "÷ its decode floor" in line)
+        floor_ratio = image.median_ms / (result.floor_wall_ms or math.nan)
+        assert _cells(floor_row)[2].startswith(f"HEIC {floor_ratio:.2f} (")
+        assert f"CPU {14.0 / 12.0:.2f}: 14 ÷ 12 ms)" in _cells(floor_row)[2]
         assert any(
             line.startswith("P2 photo.heic ÷ the same photo as JPEG")
             for line in key_ratios(Results(QUICK_PLAN, {}, images=[image]))
