@@ -13,6 +13,7 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
+from adapters.discord_catch_up import DiscordBacklog, DiscordCatchUp
 from adapters.discord_commands import SlashCommands, build_tree
 from adapters.discord_quotes import (
     RecentForwards,
@@ -117,6 +118,13 @@ class GlimpseDiscord(discord.Client):
         self._fleet: Fleet = fleet if fleet is not None else LocalFleet()
         self.tree = build_tree(self, SlashCommands(conversations, settings, self._chains))
         conversations.inbox.register(PLATFORM, self._reopen)  # answers a crash cut short
+        self.catch_up = DiscordCatchUp(  # what was sent while no session was live
+            self,
+            conversations.catch_up,
+            DiscordBacklog(
+                self, is_active=conversations.is_active, allow_dms=settings.discord.allow_dms
+            ),
+        )
         if gateway_override is not None:
             self._pin_gateway(gateway_override)
 
@@ -124,6 +132,7 @@ class GlimpseDiscord(discord.Client):
         await sync_once(self.tree, self._settings.discord.guild_ids, self._fleet)
 
     async def close(self) -> None:
+        await self.catch_up.stop()
         try:
             await super().close()
         finally:
@@ -137,6 +146,11 @@ class GlimpseDiscord(discord.Client):
         )
         log.info("connected to Discord as %s in %d servers%s", self.user, len(self.guilds), invite)
         self._conversations.readiness.set(PLATFORM, True)
+        self._start_catch_up()
+
+    def _start_catch_up(self) -> None:
+        """READY: a fresh session (a resume replays what it missed itself); catch up."""
+        self.catch_up.start()
 
     async def on_resumed(self) -> None:
         self._conversations.readiness.set(PLATFORM, True)
@@ -403,6 +417,11 @@ class ShardedGlimpseDiscord(GlimpseDiscord, discord.AutoShardedClient):
 
     async def on_shard_ready(self, shard_id: int) -> None:
         self._board.identified(shard_id)
+        assert self.shard_count is not None
+        self.catch_up.start((shard_id, self.shard_count))  # this shard's conversations
+
+    def _start_catch_up(self) -> None:
+        """Each shard caught up its own conversations on its READY (`on_shard_ready`)."""
 
     async def on_shard_resumed(self, shard_id: int) -> None:
         self._board.resumed(shard_id)

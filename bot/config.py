@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 __all__ = [
+    "CatchUpSettings",
     "ConfigError",
     "InboxSettings",
     "Secrets",
@@ -210,6 +211,19 @@ class InboxSettings(BaseModel):
     max_entries: int = Field(default=100_000, ge=1)  # and beyond this many, oldest first
 
 
+class CatchUpSettings(BaseModel):
+    """After downtime: answer what was sent to Glimpse while it was away (see README, After downtime)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    within_hours: float = Field(default=24.0, gt=0)  # conversations answered in this recently
+    max_threads: int = Field(default=100, ge=1, le=1000)  # the most recent ones, at most
+    max_messages: int = Field(default=50, ge=1, le=100)  # read per conversation
+    answer_within_minutes: float = Field(default=15.0, gt=0)  # younger: answered; older: noticed
+    offline_notice: bool = True  # older ones: one "I was offline" reply per conversation
+
+
 class Settings(BaseSettings):
     """Everything an operator can set; read by `load_settings`."""
 
@@ -311,6 +325,7 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
+    catch_up: CatchUpSettings = Field(default_factory=CatchUpSettings)
 
     @field_validator("store_url")
     @classmethod

@@ -37,7 +37,7 @@ from bot.feedback import Feedback, offer_rating
 from bot.health import Readiness
 from bot.images import ImagePipeline
 from bot.images.errors import display_name
-from bot.inbox import Inbox, InboxEntry
+from bot.inbox import CatchUp, Inbox, InboxEntry
 from bot.leases import Leases, LocalLeases
 from bot.ledger import Ledger
 from bot.ledger_memory import MemoryLedger
@@ -163,6 +163,7 @@ class Conversations:
         self.readiness = Readiness()  # adapters report: readiness.set("slack", True)
         # Adapters that can answer a message again register with it (inbox.register).
         self.inbox = inbox if inbox is not None else Inbox(store, settings.inbox, shared=False)
+        self.catch_up = CatchUp(store, settings.catch_up)  # adapters run it after downtime
         self._summaries = Summarizer(
             store=store,
             client=client,

@@ -1,5 +1,6 @@
 """The durable inbox: each claimed message's state in the store, and unfinished answers resumed."""
 
+from bot.inbox.catch_up import OFFLINE_NOTICE, Backlog, CatchUp, CatchUpReport, Missed
 from bot.inbox.codec import decode_message, encode_message, with_headers
 from bot.inbox.records import (
     OPEN_STATES,
@@ -15,8 +16,13 @@ from bot.inbox.sinks import INTERRUPTED_NOTE, ResumedSink, TrackedSink
 __all__ = [
     "GIVE_UP_NOTICE",
     "INTERRUPTED_NOTE",
+    "OFFLINE_NOTICE",
     "OPEN_STATES",
     "Answerer",
+    "Backlog",
+    "CatchUp",
+    "CatchUpReport",
+    "Missed",
     "Inbox",
     "Reopener",
     "ResumedSink",

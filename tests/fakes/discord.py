@@ -80,14 +80,19 @@ AUTOCOMPLETE_RESULT = 8  # interaction callback type
 IDENTIFY_WINDOW_SECONDS = 5.0  # one IDENTIFY per concurrency bucket per window
 RATE_LIMITED_CLOSE, INVALID_SHARD_CLOSE = 4008, 4010
 UNSHARDED = (0, 1)
+HISTORY_QUERY = frozenset({"around", "before", "after", "limit"})  # Get Channel Messages
+DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT = 50, 100
 
 _counter = itertools.count(1)
 _last_snowflake = 0
 
 
-def snowflake() -> int:
-    """A fresh, increasing Discord id whose timestamp is now."""
+def snowflake(at: float | None = None) -> int:
+    """A fresh, increasing Discord id whose timestamp is now; or, given `at` (unix seconds), an id
+    of that moment (unique, ordered among ids of other moments)."""
     global _last_snowflake
+    if at is not None:
+        return ((int(at * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_counter) & 0x3FFFFF)
     value = ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_counter) & 0x3FFFFF)
     _last_snowflake = max(value, _last_snowflake + 1)
     return _last_snowflake
@@ -167,6 +172,7 @@ class GatewayConnection:
     hello_op: int | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     shard: tuple[int, int] = UNSHARDED  # (id, count) from IDENTIFY; a RESUME keeps its session's
+    ready: bool = False  # READY and GUILD_CREATE sent: events after them find the guild
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +209,9 @@ class FakeDiscord(LoopbackServer):
     files: dict[str, tuple[bytes, str | None]] = field(
         default_factory=dict
     )  # attachment name -> (bytes, type)
+    # Added to the clock new messages are stamped with (their id's time and `timestamp`): < 0
+    # makes a conversation that happened that long ago.
+    clock_offset_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self._sessions: dict[web.WebSocketResponse, tuple[int, int]] = {}  # live: ws -> shard
@@ -469,6 +478,30 @@ class FakeDiscord(LoopbackServer):
         await self.dispatch("THREAD_CREATE", {**self.channels[thread_id], "newly_created": True})
         return thread_id
 
+    def posted_while_down(
+        self,
+        channel_id: int,
+        content: str,
+        *,
+        ago_seconds: float = 0.0,
+        author: dict[str, Any] = ALICE,
+        mention_bot: bool = False,
+    ) -> dict[str, Any]:
+        """A member's message sent `ago_seconds` ago while the bot had no session: kept (channel
+        history serves it) but never dispatched. Returns the payload."""
+        if mention_bot:
+            content = f"<@{BOT_ID}> {content}"
+        message = self._message(channel_id, content, author, [], None, at=time.time() - ago_seconds)
+        if mention_bot:
+            message["mentions"] = [BOT_USER]
+        return message
+
+    async def fresh_session(self) -> None:
+        """Invalidate every session (op 9, not resumable): each client IDENTIFYs again and gets READY."""
+        sessions, self._sessions = self._sessions, {}
+        for ws in sessions:
+            await ws.send_str(json.dumps({"op": 9, "d": False, "s": None, "t": None}))
+
     async def reconnect(self) -> None:
         """Ask every client to reconnect (op 7); each should RESUME on this fake."""
         sessions, self._sessions = self._sessions, {}
@@ -582,6 +615,7 @@ class FakeDiscord(LoopbackServer):
             await self.dispatch("READY", self._ready(shard, echo_shard=asked is not None), to=ws)
             for guild_id in self._guilds_of(shard):
                 await self.dispatch("GUILD_CREATE", self._guild(guild_id), to=ws)
+            connection.ready = True
         elif op == 6:
             connection.hello_op, connection.payload = op, payload["d"]
             shard = self._session_shards.get(payload["d"].get("session_id"), UNSHARDED)
@@ -731,6 +765,7 @@ class FakeDiscord(LoopbackServer):
             ("GET", ("channels", "*"), self._get_channel),
             ("POST", ("channels", "*", "typing"), self._typing),
             ("POST", ("channels", "*", "messages"), self._post_message),
+            ("GET", ("channels", "*", "messages"), self._history),
             ("GET", ("channels", "*", "messages", "*"), self._get_message),
             ("PATCH", ("channels", "*", "messages", "*"), self._patch_message),
             ("POST", ("channels", "*", "messages", "*", "threads"), self._start_thread),
@@ -820,6 +855,38 @@ class FakeDiscord(LoopbackServer):
         message["allowed_mentions"] = body.get("allowed_mentions")
         await self.dispatch("MESSAGE_CREATE", message)  # Discord echoes the bot's own messages
         return _json(message)
+
+    async def _history(self, parts: list[str], _: Any, request: web.Request) -> web.Response:
+        """Get Channel Messages: `around`, `before` or `after` (one at most) and `limit` 1-100;
+        newest first, as Discord returns them, without `member` (a gateway-only field)."""
+        channel_id = int(parts[1])
+        if channel_id in ELSEWHERE:
+            return _missing_access()
+        if channel_id not in self.channels and channel_id != DM_CHANNEL_ID:
+            return _error(404, 10003, "Unknown Channel")
+        query = dict(request.query)
+        if problem := _history_problem(query):
+            return _error(400, INVALID_FORM_BODY, f"Invalid Form Body ({problem})")
+        limit = int(query.get("limit", DEFAULT_HISTORY_LIMIT))
+        found = sorted(
+            (
+                m
+                for m in self.messages.values()
+                if int(m["channel_id"]) == channel_id and not m.get("deleted")
+            ),
+            key=lambda m: int(m["id"]),
+        )
+        if "after" in query:
+            found = [m for m in found if int(m["id"]) > int(query["after"])][:limit]
+        elif "before" in query:
+            found = [m for m in found if int(m["id"]) < int(query["before"])][-limit:]
+        elif "around" in query:
+            middle = sum(1 for m in found if int(m["id"]) < int(query["around"]))
+            start = max(0, middle - limit // 2)
+            found = found[start : start + limit]
+        else:
+            found = found[-limit:]
+        return _json([_without_member(m) for m in reversed(found)])
 
     async def _get_message(self, parts: list[str], *_: Any) -> web.Response:
         if int(parts[1]) in ELSEWHERE:
@@ -965,13 +1032,16 @@ class FakeDiscord(LoopbackServer):
         flags: int = 0,
         resolve_reply: bool = True,
         reply_in: int | None = None,
+        at: float | None = None,
     ) -> dict[str, Any]:
+        if at is None and self.clock_offset_seconds:
+            at = time.time() + self.clock_offset_seconds
         message: dict[str, Any] = {
-            "id": str(snowflake()),
+            "id": str(snowflake(at)),
             "channel_id": str(channel_id),
             "author": author,
             "content": content,
-            "timestamp": _now(),
+            "timestamp": _now() if at is None else datetime.fromtimestamp(at, UTC).isoformat(),
             "edited_timestamp": None,
             "tts": False,
             "mention_everyone": False,
@@ -1144,6 +1214,26 @@ async def _read_body(request: web.Request) -> Any:
         payload = form.get("payload_json")
         return json.loads(str(payload)) if payload else {}
     return await request.json()
+
+
+def _history_problem(query: dict[str, str]) -> str | None:
+    """Why Discord would refuse these Get Channel Messages parameters, or None."""
+    unknown = sorted(set(query) - HISTORY_QUERY)
+    if unknown:
+        return f"unknown query parameters {unknown}"
+    if sum(name in query for name in ("around", "before", "after")) > 1:
+        return "around, before and after are mutually exclusive"
+    for name in ("around", "before", "after"):
+        if name in query and not query[name].isdigit():
+            return f"{name} is a snowflake"
+    limit = query.get("limit", str(DEFAULT_HISTORY_LIMIT))
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_HISTORY_LIMIT:
+        return f"limit must be 1-{MAX_HISTORY_LIMIT}"
+    return None
+
+
+def _without_member(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in message.items() if k != "member"}
 
 
 def _thread(
