@@ -138,6 +138,9 @@ class GlimpseDiscord(discord.Client):
         finally:
             await self._fleet.aclose()
 
+    async def on_connect(self) -> None:
+        self.catch_up.connected()  # READY parsed: messages of the new session come after this
+
     async def on_ready(self) -> None:
         invite = (
             f"; invite: {discord_invite_url(str(self.application_id))}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +41,17 @@ class DiscordBacklog:
         self._is_active = is_active
         self._allow_dms = allow_dms
 
-    async def missed(self, thread: InboxThread, limit: int) -> Sequence[Missed[Message]]:
+    async def missed(
+        self, thread: InboxThread, limit: int, *, sent_after: float | None = None
+    ) -> Sequence[Missed[Message]]:
         channel = await self._channel(thread)
         if channel is None:
             return []
-        after = discord.Object(int(thread.newest_message_id))
+        after: discord.abc.Snowflake | datetime = (
+            datetime.fromtimestamp(sent_after, UTC)
+            if sent_after is not None
+            else discord.Object(int(thread.newest_message_id))
+        )
         missed: list[Missed[Message]] = []
         async for message in channel.history(after=after, limit=limit, oldest_first=True):
             if await self._would_answer(message, channel):
@@ -94,6 +102,11 @@ class DiscordCatchUp:
         self._backlog = backlog
         self._tasks: dict[int | None, asyncio.Task[None]] = {}  # by shard (None: unsharded)
         self.last_report: CatchUpReport | None = None  # the latest finished catch-up's
+        self._session_started: float | None = None
+
+    def connected(self) -> None:
+        """A session's READY arrived (`on_connect`, before any of its messages is handled)."""
+        self._session_started = time.time()
 
     def start(self, shard: tuple[int, int] | None = None) -> None:
         """After READY (of shard (id, count)): catch up unless disabled or catching up already."""
@@ -122,7 +135,11 @@ class DiscordCatchUp:
             only, label = partial(on_shard, shard_id=shard_id, count=count), f"shard {shard_id}"
         try:
             self.last_report = await self._catch_up.run(
-                PLATFORM, self._backlog, only=only, label=label
+                PLATFORM,
+                self._backlog,
+                only=only,
+                label=label,
+                session_started=self._session_started,
             )
         except Exception:
             log.exception("catch-up after READY failed")

@@ -39,9 +39,12 @@ class Missed(Generic[M]):
 class Backlog(Protocol[M]):
     """What a platform's adapter offers the catch-up."""
 
-    async def missed(self, thread: InboxThread, limit: int) -> Sequence[Missed[M]]:
-        """The conversation's messages after `thread.newest_message_id` that would have been
-        answered live, oldest first, at most `limit`."""
+    async def missed(
+        self, thread: InboxThread, limit: int, *, sent_after: float | None = None
+    ) -> Sequence[Missed[M]]:
+        """The conversation's messages after `thread.newest_message_id` (or, given `sent_after`,
+        sent after that unix time) that would have been answered live, oldest first, at most
+        `limit`."""
 
     async def answer(self, item: M) -> None:
         """Hand the message to the path live messages take (dedup drops one answered already)."""
@@ -81,9 +84,16 @@ class CatchUp:
         *,
         only: Callable[[ConversationKey], bool] | None = None,
         label: str = "",
+        session_started: float | None = None,
     ) -> CatchUpReport:
         """Catch up the platform's recent conversations (those `only` accepts, if given); `label`
-        names the part caught up (a shard) in the log."""
+        names the part caught up (a shard) in the log.
+
+        `session_started`: when the platform's new session began. A conversation with a message
+        claimed since (delivered live before the catch-up came to it) no longer names the last
+        message seen before the downtime: it is read from `answer_within_minutes` ago instead,
+        dedup dropping what was answered already (older missed messages then get no notice).
+        """
         report = CatchUpReport()
         if not self._settings.enabled:
             return report
@@ -103,12 +113,16 @@ class CatchUp:
         room = asyncio.Semaphore(CONVERSATIONS_AT_ONCE)
 
         async def one(thread: InboxThread) -> None:
+            live = session_started is not None and thread.last_claimed_at >= session_started
             async with room:
-                await self._thread(thread, backlog, answer_after, report)
+                await self._thread(
+                    thread, backlog, answer_after, report, sent_after=answer_after if live else None
+                )
 
         await asyncio.gather(*(one(thread) for thread in threads))
         log.info(
-            "catch-up on %s%s: %d conversations checked, %d missed messages answered, "
+            "catch-up on %s%s: %d conversations checked, %d missed messages passed on to be "
+            "answered (dedup drops any answered already), "
             "%d too old to answer (%d offline notices), %d conversations unreadable",
             platform,
             f" ({label})" if label else "",
@@ -126,9 +140,13 @@ class CatchUp:
         backlog: Backlog[M],
         answer_after: float,
         report: CatchUpReport,
+        *,
+        sent_after: float | None,
     ) -> None:
         try:
-            missed = await backlog.missed(thread, self._settings.max_messages)
+            missed = await backlog.missed(
+                thread, self._settings.max_messages, sent_after=sent_after
+            )
             report.checked += 1
             old = [m for m in missed if m.sent_at < answer_after]
             if old:
