@@ -75,6 +75,9 @@ class ImageResult:
     # other formats). Timed in turns with prepare_image, so the two share the machine's drift.
     floor_ms: float | None = None
     floor_wall_ms: float | None = None  # the same floor's median wall time
+    # CPU: the median over the turns of (prepare_image − the floor) in the same turn: Glimpse's own
+    # work above the decode, steadier than the difference of the two medians on a busy machine
+    above_floor_cpu_ms: float | None = None
     # A HEIC's JPEG twin (the same pixels at PHOTO_QUALITY), timed in turns with it: its median
     # wall and CPU ms through prepare_image, and its size; None for other images
     twin_ms: float | None = None
@@ -224,6 +227,7 @@ class _Timed:
     # wall time would be on an idle core
     cpu_ms: float
     result: object
+    cpu_samples: tuple[float, ...] = ()  # each run's CPU ms, in the order of the turns
 
 
 def _median_ms(work: Callable[[], object], runs: int) -> _Timed:
@@ -250,6 +254,7 @@ def _interleaved_ms(works: Sequence[Callable[[], object]], runs: int) -> list[_T
                 wall[int(0.9 * (len(wall) - 1))],
                 statistics.median(cpu_ms),
                 result,
+                tuple(cpu_ms),
             )
         )
     return timed
@@ -342,6 +347,13 @@ def measure_image(
         encode_ms=encode_ms,
         floor_ms=floor.cpu_ms if floor is not None else None,
         floor_wall_ms=floor.median_ms if floor is not None else None,
+        above_floor_cpu_ms=(
+            statistics.median(
+                p - f for p, f in zip(timed.cpu_samples, floor.cpu_samples, strict=True)
+            )
+            if floor is not None
+            else None
+        ),
         twin_ms=twin_timed.median_ms if twin_timed is not None else None,
         twin_cpu_ms=twin_timed.cpu_ms if twin_timed is not None else None,
         twin_bytes=len(twin) if twin is not None else None,

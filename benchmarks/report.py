@@ -652,7 +652,8 @@ def _floor_lines(heic: ImageResult) -> str:
         f"{_fmt(heic.floor_wall_ms, 1)} ms ({_fmt(heic.floor_ms, 1)} ms of CPU): the whole "
         f"prepare is **{_fmt(heic.floor_ratio)}× its decode floor** (CPU "
         f"{_fmt(heic.floor_cpu_ratio or math.nan)}×), Glimpse's own work "
-        f"{_fmt(heic.cpu_ms - heic.floor_ms, 1)} ms of CPU above it."
+        f"{_fmt(_above_floor(heic), 1)} ms of CPU above it (the median of each turn's "
+        f"difference)."
     )
 
 
@@ -912,7 +913,8 @@ def _heic_note(heic: ImageResult, ratio: float) -> str:
         f"{_fmt(heic.floor_ratio or math.nan)}× in this run: Glimpse's own work above the decode "
         f"(the pixels' copy into Pillow, a 4×4 box reduce to "
         f"{heic.sent_size[0]}×{heic.sent_size[1]}, the JPEG encode) is "
-        f"{_fmt(heic.cpu_ms - floor, 1)} ms of CPU. pillow-heif has no option that saves "
+        f"{_fmt(_above_floor(heic), 1)} ms of CPU (the median of each turn's difference). "
+        f"pillow-heif has no option that saves "
         f"decoding work: its decoding threads (`DECODE_THREADS`) share the one core here, the "
         f"photo is 8-bit (`convert_hdr_to_8bit` changes nothing), only the primary image is "
         f"decoded already, and a phone's embedded thumbnail is a few hundred pixels wide, far "
@@ -920,12 +922,19 @@ def _heic_note(heic: ImageResult, ratio: float) -> str:
     )
 
 
+def _above_floor(image: ImageResult) -> float:
+    """CPU ms of Glimpse's own work above the decode floor: per turn if known, else of the medians."""
+    if image.above_floor_cpu_ms is not None:
+        return image.above_floor_cpu_ms
+    return image.cpu_ms - image.floor_ms if image.floor_ms is not None else math.nan
+
+
 def _floor_words(photo: ImageResult) -> str:
     if photo.floor_ms is None:
         return ""
     return (
         f" ({_fmt(photo.floor_ms, 1)} ms in this run, the least any libjpeg-turbo decode of this "
-        f"file costs; Glimpse's whole pipeline is {_fmt(photo.cpu_ms - photo.floor_ms, 1)} ms of CPU "
+        f"file costs; Glimpse's whole pipeline is {_fmt(_above_floor(photo), 1)} ms of CPU "
         f"above it)"
     )
 

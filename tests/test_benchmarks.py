@@ -399,6 +399,7 @@ def test_a_heic_is_timed_in_turns_beside_the_same_photo_as_jpeg_and_reported() -
     assert result.twin_bytes == len(jpeg) and result.twin_ms is not None
     assert result.twin_ratio == pytest.approx(result.median_ms / result.twin_ms)
     assert result.floor_ms is not None  # libheif's own decode, timed in the same turns
+    assert result.floor_wall_ms is not None and result.above_floor_cpu_ms is not None
 
     slow = dataclasses.replace(result, median_ms=15.0, twin_ms=1.0, floor_ms=12.0, cpu_ms=14.0)
     for image, verdict in ((slow, "**missed**"), (dataclasses.replace(slow, median_ms=1.4), "met")):
