@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from functools import partial
 
 import aiohttp
 from aiohttp import web
@@ -18,10 +20,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack_catch_up import SlackBacklog
 from adapters.slack_listeners import SlackListeners
 from adapters.slack_sink import slack_error
 from bot.config import ConfigError, Secrets, Settings, StartupError
 from bot.conversations import Conversations
+from bot.inbox import CatchUpReport
 
 __all__ = ["EVENTS_PATH", "SlackAdapter", "api_base_url", "run_slack"]
 
@@ -87,6 +91,8 @@ class SlackAdapter:
         conversations.inbox.register(PLATFORM, self.listeners.reopen)  # answers a crash cut short
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
+        self._bot_ids = ("", "")  # (user id, bot id), from auth.test
+        self._catch_up: asyncio.Task[CatchUpReport] | None = None
 
     async def check_auth(self) -> None:
         """Fail fast with a clear message when Slack refuses the token or cannot be reached."""
@@ -100,6 +106,7 @@ class SlackAdapter:
                 f"{exc or type(exc).__name__}"
             ) from None
         self.listeners.bot_name = str(auth.get("user") or self.listeners.bot_name)
+        self._bot_ids = (str(auth.get("user_id") or ""), str(auth.get("bot_id") or ""))
         team = auth.get("team") or auth.get("team_id")
         log.info("slack: signed in to %s as @%s", team, self.listeners.bot_name)
 
@@ -154,6 +161,20 @@ class SlackAdapter:
             self._conversations.readiness.set(PLATFORM, await client.is_connected())
             await asyncio.sleep(SOCKET_HEALTH_INTERVAL_SECONDS)
 
+    # --- after downtime ---
+
+    def catch_up(self, session_started: float) -> asyncio.Task[CatchUpReport]:
+        """In the background: answer what was sent while Glimpse was away (README: After downtime)."""
+        user_id, bot_id = self._bot_ids
+        backlog = SlackBacklog(
+            self.client,
+            bot_user_id=user_id,
+            answer=partial(self.listeners.answer_missed, bot_user_id=user_id, bot_id=bot_id),
+        )
+        run = self._conversations.catch_up.run(PLATFORM, backlog, session_started=session_started)
+        self._catch_up = asyncio.create_task(run, name="glimpse-slack-catch-up")
+        return self._catch_up
+
     # --- the end ---
 
     async def drain(self) -> None:
@@ -162,6 +183,9 @@ class SlackAdapter:
 
     async def close(self) -> None:
         """Stop taking requests, give answers in flight time to finish, release connections."""
+        if self._catch_up is not None:
+            self._catch_up.cancel()
+            await asyncio.gather(self._catch_up, return_exceptions=True)
         if self._socket is not None:
             await self._socket.close_async()
         if self._runner is not None:
@@ -186,14 +210,17 @@ async def run_slack(
         await run_slack(conversations, settings, secrets, http=True, port=3000)
     """
     adapter = SlackAdapter(conversations, settings, secrets, http=http)
+    started = time.time()  # messages claimed from now on were delivered to this process
     try:
         await adapter.check_auth()
         if http:
             await adapter.serve_http(host, port)
             conversations.readiness.set(PLATFORM, True)
+            adapter.catch_up(started)
             await asyncio.Event().wait()
         else:
             await adapter.connect_socket_mode()
+            adapter.catch_up(started)
             await adapter.report_socket_health()
     finally:
         conversations.readiness.set(PLATFORM, False)

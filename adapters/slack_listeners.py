@@ -191,6 +191,15 @@ class SlackListeners:
         addressed = is_direct(event) or mentions(event, context.bot_user_id)
         self._spawn(self._on_person(event, context, addressed=addressed))
 
+    async def answer_missed(self, event: dict[str, Any], *, bot_user_id: str, bot_id: str) -> None:
+        """A message the catch-up found after downtime (adapters.slack_catch_up), routed as the
+        `message` event Slack did not deliver."""
+        context = AsyncBoltContext(
+            team_id=str(event.get("team") or ""), bot_user_id=bot_user_id, bot_id=bot_id
+        )
+        addressed = is_direct(event) or mentions(event, bot_user_id)
+        await self._on_person(event, context, addressed=addressed)
+
     # --- the work ---
 
     async def _ask(self, command: Mapping[str, Any], text: str, respond: AsyncRespond) -> None:

@@ -67,6 +67,13 @@ DOCUMENTED_ARGS: dict[str, frozenset[str]] = {
          "recipient_team_id", "task_display_mode", "icon_emoji", "icon_url", "username"}
     ),
     "chat.appendStream": frozenset({"channel", "ts", "markdown_text", "chunks"}),
+    "conversations.history": frozenset(
+        {"channel", "cursor", "include_all_metadata", "inclusive", "latest", "limit", "oldest"}
+    ),
+    "conversations.replies": frozenset(
+        {"channel", "ts", "cursor", "include_all_metadata", "inclusive", "latest", "limit",
+         "oldest"}
+    ),
     "chat.stopStream": frozenset(
         {"channel", "ts", "markdown_text", "chunks", "blocks", "metadata", "session_status"}
     ),
@@ -218,13 +225,15 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
         *,
         files: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        ago_seconds: float = 0.0,
     ) -> dict[str, Any]:
-        """A person's message in the channel (in a thread with `thread_ts`); the `message` event Slack would send."""
+        """A person's message in the channel (in a thread with `thread_ts`), sent `ago_seconds`
+        ago; the `message` event Slack would send."""
         event: dict[str, Any] = {
             "type": "message",
             "user": user,
             "text": text,
-            "ts": self._next_ts(),
+            "ts": self._next_ts(ago_seconds),
             "channel": channel,
             "team": self.team_id,
             "channel_type": "im" if channel.startswith("D") else "channel",
@@ -488,7 +497,11 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
             return {"ok": False, "error": "thread_not_found"}
         root = str(found.get("thread_ts") or found["ts"])
         thread = sorted(
-            (m for m in everything if root in (m["ts"], m.get("thread_ts"))),
+            (
+                m
+                for m in everything
+                if root in (m["ts"], m.get("thread_ts")) and _in_range(m["ts"], args)
+            ),
             key=lambda m: float(m["ts"]),
         )
         limit = int(args.get("limit") or 1000)
@@ -502,7 +515,6 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
         channel = str(args.get("channel"))
         if channel in self.not_member_of:
             return {"ok": False, "error": "not_in_channel"}
-        oldest = float(args.get("oldest") or 0)
         people = [
             m
             for m in self.history
@@ -513,7 +525,7 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
             for m in self.top_level(channel)
         ]
         found = sorted(
-            (m for m in people + bots if float(m["ts"]) > oldest),
+            (m for m in people + bots if _in_range(m["ts"], args)),
             key=lambda m: float(m["ts"]),
             reverse=True,
         )
@@ -597,8 +609,8 @@ class FakeSlack(AssistantThreadsApi, LoopbackServer):
             None,
         )
 
-    def _next_ts(self) -> str:
-        return f"{int(time.time())}.{next(self._ts):06d}"
+    def _next_ts(self, ago_seconds: float = 0.0) -> str:
+        return f"{int(time.time() - ago_seconds)}.{next(self._ts):06d}"
 
 
 async def _arguments(request: web.Request) -> dict[str, Any]:
@@ -629,6 +641,15 @@ def _bot_message(posted: Posted) -> dict[str, Any]:
     if posted.thread_ts:
         message["thread_ts"] = posted.thread_ts
     return message
+
+
+def _in_range(ts: str, args: dict[str, Any]) -> bool:
+    """Within conversations.*'s `oldest` and `latest` (exclusive unless `inclusive`)."""
+    stamp, inclusive = float(ts), str(args.get("inclusive", "")).lower() in ("1", "true")
+    oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
+    if inclusive:
+        return oldest <= stamp <= latest
+    return oldest < stamp < latest
 
 
 def _undocumented(method: str, args: dict[str, Any]) -> dict[str, Any] | None:
