@@ -37,7 +37,7 @@ from bot.feedback import Feedback, offer_rating
 from bot.health import Readiness
 from bot.images import ImagePipeline
 from bot.images.errors import display_name
-from bot.inbox import CatchUp, Inbox, InboxEntry
+from bot.inbox import CatchUp, Inbox, InboxEntry, Ticket
 from bot.leases import Leases, LocalLeases
 from bot.ledger import Ledger
 from bot.ledger_memory import MemoryLedger
@@ -214,11 +214,12 @@ class Conversations:
         return outcome
 
     async def _handle(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
-        # Queue on the conversation before anything awaits, so one thread's messages keep their order.
-        async with self._conversation_lock(message.key):
+        # Queue on the conversation before anything awaits, so one thread's messages keep their order;
+        # the inbox records the message meanwhile, so a crash while it waits does not lose it.
+        async with self.inbox.receiving(message) as ticket, self._conversation_lock(message.key):
             try:
                 with self.metrics.answering():
-                    return await self._admit_and_answer(message, sink)
+                    return await self._admit_and_answer(message, sink, ticket)
             except Exception:
                 log.exception("failed to handle message %s in %s", message.message_id, message.key)
                 await _tell(sink, INTERNAL_ERROR)
@@ -305,11 +306,13 @@ class Conversations:
 
     # --- the pipeline ---
 
-    async def _admit_and_answer(self, message: IncomingMessage, sink: ReplySink) -> Outcome:
+    async def _admit_and_answer(
+        self, message: IncomingMessage, sink: ReplySink, ticket: Ticket | None
+    ) -> Outcome:
         if not await self._claim(message):
             log.info("duplicate message %s in %s ignored", message.message_id, message.key)
             return Outcome(Status.DUPLICATE)
-        async with self.inbox.tracking(message, sink) as tracked:
+        async with self.inbox.tracking(sink, ticket) as tracked:
             return await self._check_and_answer(message, tracked)
 
     async def _answer_again(
@@ -320,7 +323,8 @@ class Conversations:
             return  # shutting down: the entry stays open for the next attempt
         try:
             async with self._conversation_lock(message.key):
-                async with self.inbox.tracking(message, sink, resumed=entry) as tracked:
+                await self._claim(message)  # a later delivery of it is a duplicate
+                async with self.inbox.tracking(sink, resumed=entry) as tracked:
                     outcome = await self._answer(message, tracked)
             log.info("answered %s again: %s", message.message_id, outcome.status.value)
         finally:

@@ -12,6 +12,7 @@ from bot.inbox.records import (
 )
 from bot.inbox.service import GIVE_UP_NOTICE, Answerer, Inbox, Reopener
 from bot.inbox.sinks import INTERRUPTED_NOTE, ResumedSink, TrackedSink
+from bot.inbox.ticket import Ticket
 
 __all__ = [
     "GIVE_UP_NOTICE",
@@ -26,6 +27,7 @@ __all__ = [
     "Inbox",
     "Reopener",
     "ResumedSink",
+    "Ticket",
     "TrackedSink",
     "InboxEntry",
     "InboxThread",

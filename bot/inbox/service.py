@@ -86,54 +86,67 @@ class Inbox:
     # --- while answering ---
 
     @asynccontextmanager
-    async def tracking(
-        self, message: IncomingMessage, sink: ReplySink, *, resumed: InboxEntry | None = None
-    ) -> AsyncIterator[ReplySink]:
-        """Record a claimed message (unless `resumed`, taken over already) and yield the sink to
-        answer into; the entry ends answered, or failed if the answer failed or raised."""
+    async def receiving(self, message: IncomingMessage) -> AsyncIterator[Ticket | None]:
+        """Record the message (in the background, while it waits its turn) and end its entry when
+        the body is done with it; None for a platform that cannot resume.
+
+        Entering awaits nothing, so a conversation lock taken just after it keeps arrival order.
+        """
         if not self._settings.enabled or message.key.platform not in self._reopeners:
-            yield sink
+            yield None
             return
         event_id = event_id_of(message.key.platform, message.key.workspace, message.message_id)
-        if resumed is None:
-            await self._record(message, event_id)
-        ticket = Ticket(
-            self._store,
-            event_id,
-            instance=self.instance,
-            heartbeat_seconds=self.heartbeat_seconds,
+        ticket = self._ticket(event_id)
+        now = time.time()
+        ticket.begin(
+            InboxEntry(
+                event_id=event_id,
+                key=message.key,
+                message_id=message.message_id,
+                state=State.CLAIMED,
+                message=encode_message(message),
+                instance=self.instance,
+                claimed_at=now,
+                updated_at=now,
+            )
         )
+        try:
+            yield ticket
+        except BaseException:
+            await asyncio.shield(ticket.settle(failed=True))
+            raise
+        await ticket.settle()
+
+    @asynccontextmanager
+    async def tracking(
+        self,
+        sink: ReplySink,
+        ticket: Ticket | None = None,
+        *,
+        resumed: InboxEntry | None = None,
+    ) -> AsyncIterator[ReplySink]:
+        """The sink to answer into: it notes the reply's id and the end in the message's entry
+        (`ticket` from `receiving`, or the entry `resumed` after taking it over)."""
+        if resumed is not None:
+            ticket = self._ticket(resumed.event_id)
+            ticket.keep_fresh()
+        if ticket is None or not await ticket.recorded():
+            yield sink  # not tracked here (a duplicate delivery, the store down)
+            return
         tracked = TrackedSink(sink, ticket)
-        ticket.keep_fresh()
         try:
             yield tracked
-        except asyncio.CancelledError:  # shutdown cut it off: the user saw it stop
-            await asyncio.shield(ticket.failed(tracked.reply_id))
-            raise
         except BaseException:
-            await ticket.failed(tracked.reply_id)
+            await asyncio.shield(ticket.failed(tracked.reply_id))
             raise
         finally:
             await ticket.stop()
-        # Refusals, notices, a finished answer: nothing to resume.
-        await ticket.answered(tracked.reply_id)
+        await ticket.answered(tracked.reply_id)  # refusals and notices too: nothing to resume
 
-    async def _record(self, message: IncomingMessage, event_id: str) -> None:
-        now = time.time()
-        entry = InboxEntry(
-            event_id=event_id,
-            key=message.key,
-            message_id=message.message_id,
-            state=State.CLAIMED,
-            message=encode_message(message),
-            instance=self.instance,
-            claimed_at=now,
-            updated_at=now,
+    def _ticket(self, event_id: str) -> Ticket:
+        return Ticket(
+            self._store, event_id, instance=self.instance, heartbeat_seconds=self.heartbeat_seconds
         )
-        try:
-            await self._store.inbox_record(entry)
-        except StoreError as exc:
-            log.warning("inbox: could not record %s: %s", event_id, exc)
 
     # --- resuming ---
 
