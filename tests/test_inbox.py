@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from adapters.discord_translate import root_key
 from bot.config import InboxSettings
 from bot.inbox import (
     GIVE_UP_NOTICE,
+    INTERRUPTED_NOTE,
     InboxEntry,
     State,
     decode_message,
@@ -17,11 +19,15 @@ from bot.inbox import (
 )
 from bot.messages import ConversationKey, ImageRef, IncomingMessage, QuotedMessage
 from bot.store import Store
+from tests.discord_support import content_text, open_thread, texts_in
+from tests.fakes.discord import GUILD_ID
+from tests.fakes.openrouter import FakeOpenRouter
 from tests.fakes.slack import BOT_TOKEN, TEAM_ID
 from tests.reliability.harness import (
     CHANNEL,
     USER,
     SlackRig,
+    discord_env,
     eventually,
     slack_mention,
     slack_rig,
@@ -169,3 +175,26 @@ async def test_an_answer_cut_short_before_anything_was_posted_is_posted_in_the_t
         await rig.conversations.inbox.close()
         [answer] = rig.slack.thread(CHANNEL, question["ts"])
         assert answer.text.endswith(rig.router.reply)
+
+
+async def test_discord_gives_an_abandoned_answer_again_by_editing_its_message() -> None:
+    async with FakeOpenRouter() as router, discord_env(router, inbox=QUIET) as env:
+        thread_id = await open_thread(env, "describe the sky")
+        [half] = env.fake.bot_messages(thread_id)
+        message = IncomingMessage(
+            key=root_key(GUILD_ID, thread_id),
+            message_id="999",
+            author_id="1",
+            text="and the sea?",
+            shared=True,
+        )
+        entry = replace(
+            abandoned(message, reply_id=f"{thread_id}/{half['id']}"),
+            event_id=event_id_of("discord", str(GUILD_ID), "999"),
+        )
+        await env.conversations._store.inbox_record(entry)
+        await env.conversations.inbox.resume_unfinished()
+        expected = f"{INTERRUPTED_NOTE}\n\n{router.reply}"
+        [answer] = await texts_in(env, thread_id, [expected])
+        assert answer["id"] == half["id"]  # edited, not posted again
+        assert "and the sea?" in content_text(router.chat_requests[-1].body["messages"][-1])
