@@ -33,6 +33,7 @@ from tests import pdf_corpus as pc
 from tests.core_support import counted_tokens, message_texts
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
 from tests.fakes.sink import RecordingSink
+from tests.pdf_workers import SLOW_PDF, slow_on_slow_pdf
 
 KEY = ConversationKey("test", "w1", "c1", "t1")
 CONTEXT = 4096
@@ -244,14 +245,32 @@ async def test_a_pdf_bomb_is_refused_fast_and_the_bot_s_memory_stays_put() -> No
 
 
 async def test_a_pdf_still_being_read_at_the_time_limit_is_given_up_and_its_worker_killed() -> None:
-    extractor = PdfExtractor(max_pages=50, timeout_seconds=2)
+    extractor = PdfExtractor(max_pages=50, timeout_seconds=0.5, extract=slow_on_slow_pdf)
     try:
+        started = time.perf_counter()
         with pytest.raises(AttachmentRefused) as refused:
-            await extractor.read(pc.text_bomb_pdf(), "slow.pdf")  # ~8 s of parsing
+            await extractor.read(SLOW_PDF, "slow.pdf")
+        assert time.perf_counter() - started < 5
         assert (
-            refused.value.user_message == "slow.pdf took longer than 2 s to read, so I skipped it."
+            refused.value.user_message
+            == "slow.pdf took longer than 0.5 s to read, so I skipped it."
         )
         # The next PDF gets a fresh worker and is read as usual.
+        assert (await extractor.read(pc.text_pdf([["after"]]), "next.pdf")).text == "after"
+    finally:
+        await extractor.close()
+
+
+async def test_a_page_of_400_000_text_operators_is_refused_and_the_next_pdf_read() -> None:
+    """PDFium builds an object per operator: the worker's memory limit (or the time limit) ends it."""
+    extractor = PdfExtractor(max_pages=50, timeout_seconds=10)
+    try:
+        with pytest.raises(AttachmentRefused) as refused:
+            await extractor.read(pc.text_bomb_pdf(), "slow.pdf")
+        assert refused.value.user_message in (
+            "slow.pdf is too large or complex to read, so I skipped it.",
+            "slow.pdf took longer than 10 s to read, so I skipped it.",
+        )
         assert (await extractor.read(pc.text_pdf([["after"]]), "next.pdf")).text == "after"
     finally:
         await extractor.close()
