@@ -106,7 +106,9 @@ def _pages_text(document: Any, max_pages: int) -> PdfText:
 def _page_text(page: Any) -> str:
     text_page = page.get_textpage()
     try:
-        return str(text_page.get_text_bounded())  # all of Unicode, unlike get_text_range's UCS-2
+        # All of Unicode, unlike get_text_range (UCS-2); text outside the page box, which no reader
+        # shows, is left out.
+        return str(text_page.get_text_bounded())
     finally:
         text_page.close()
 
