@@ -11,7 +11,7 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 
 from bot.access import REFUSAL, AccessPolicy
@@ -312,17 +312,21 @@ class Conversations:
         if not await self._claim(message):
             log.info("duplicate message %s in %s ignored", message.message_id, message.key)
             return Outcome(Status.DUPLICATE)
+        await self.inbox.resume_earlier(message)  # a dead process's earlier message goes first
         async with self.inbox.tracking(sink, ticket) as tracked:
             return await self._check_and_answer(message, tracked)
 
     async def _answer_again(
-        self, message: IncomingMessage, sink: ReplySink, entry: InboxEntry
+        self, message: IncomingMessage, sink: ReplySink, entry: InboxEntry, locked: bool
     ) -> None:
-        """A message a crash left unanswered (the inbox took it over), answered in conversation order."""
+        """A message a crash left unanswered (the inbox took it over), answered in conversation order
+        (`locked`: the caller holds the conversation already)."""
         if not self._gate.enter():
             return  # shutting down: the entry stays open for the next attempt
         try:
-            async with self._conversation_lock(message.key):
+            async with AsyncExitStack() as stack:
+                if not locked:
+                    await stack.enter_async_context(self._conversation_lock(message.key))
                 await self._claim(message)  # a later delivery of it is a duplicate
                 async with self.inbox.tracking(sink, resumed=entry) as tracked:
                     outcome = await self._answer(message, tracked)

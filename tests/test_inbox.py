@@ -198,3 +198,22 @@ async def test_discord_gives_an_abandoned_answer_again_by_editing_its_message() 
         [answer] = await texts_in(env, thread_id, [expected])
         assert answer["id"] == half["id"]  # edited, not posted again
         assert "and the sea?" in content_text(router.chat_requests[-1].body["messages"][-1])
+
+
+async def test_a_later_message_waits_for_the_earlier_one_a_dead_process_left() -> None:
+    async with slack_rig(inbox=QUIET) as rig:
+        question = slack_mention("first question")
+        half = await rig.adapter.client.chat_postMessage(
+            channel=CHANNEL, thread_ts=question["ts"], text="The fir"
+        )
+        message = slack_message("first question", question["ts"])
+        await store_of(rig).inbox_record(abandoned(message, reply_id=half["ts"]))
+        await rig.event(slack_mention("second question", thread_ts=question["ts"]))
+        await rig.settle()
+        first, second = (r.body["messages"] for r in rig.router.chat_requests)
+        assert "first question" in content_text(first[-1])
+        assert "second question" in content_text(second[-1])
+        assert any("first question" in content_text(m) for m in second[:-1])  # it remembers
+        resumed, answer = rig.slack.thread(CHANNEL, question["ts"])
+        assert resumed.ts == half["ts"] and resumed.text.startswith("_(I was interrupted")
+        assert answer.text == rig.router.reply

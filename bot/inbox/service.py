@@ -27,6 +27,8 @@ GIVE_UP_NOTICE = (
     "⚠️ I couldn't finish this answer: I was interrupted every time I tried. Please ask again."
 )
 BATCH = 50  # unfinished entries looked at per pass
+HEARTBEAT_MAX_SECONDS = 5.0
+MISSED_HEARTBEATS = 3  # an entry not touched for this many heartbeats has lost its process
 
 
 # An adapter's way back to a message: given it and the id of its interrupted answer's message ("":
@@ -34,8 +36,9 @@ BATCH = 50  # unfinished entries looked at per pass
 Reopener = Callable[[IncomingMessage, str], Awaitable[tuple[IncomingMessage, ReplySink]]]
 
 
-# Answers a taken-over message again, in conversation order (Conversations provides it).
-Answerer = Callable[[IncomingMessage, ReplySink, InboxEntry], Awaitable[None]]
+# Answers a taken-over message again, in conversation order (Conversations provides it); the last
+# argument says the caller holds the conversation's lock already.
+Answerer = Callable[[IncomingMessage, ReplySink, InboxEntry, bool], Awaitable[None]]
 
 
 class Inbox:
@@ -61,7 +64,9 @@ class Inbox:
 
     @property
     def heartbeat_seconds(self) -> float:
-        return self._settings.resume_after_seconds / 4
+        """How often an open entry is touched: often enough that a conversation's next message
+        can tell a dead process's entry soon after the conversation's lease is free."""
+        return min(self._settings.resume_after_seconds / 4, HEARTBEAT_MAX_SECONDS)
 
     # --- life cycle ---
 
@@ -165,6 +170,32 @@ class Inbox:
             except TimeoutError:
                 pass
 
+    async def resume_earlier(self, message: IncomingMessage) -> None:
+        """With the conversation's lock held, before `message` is answered: answer again first the
+        conversation's messages whose process died (their heartbeat stopped), so order is kept."""
+        if not self._settings.enabled or message.key.platform not in self._reopeners:
+            return
+        now = time.time()
+        updated_before = now - MISSED_HEARTBEATS * self.heartbeat_seconds
+        if not self._shared:
+            updated_before = max(updated_before, self._started_at)
+        own = event_id_of(message.key.platform, message.key.workspace, message.message_id)
+        try:
+            entries = await self._store.inbox_unfinished(
+                updated_before=updated_before,
+                claimed_after=now - self._settings.resume_within_seconds,
+                limit=BATCH,
+            )
+            for entry in entries:
+                if entry.key != message.key or entry.event_id == own:
+                    continue
+                if await self._store.inbox_take(
+                    entry.event_id, attempts=entry.attempts, instance=self.instance
+                ):
+                    await self._resume(entry, locked=True)
+        except StoreError as exc:
+            log.warning("inbox: could not look for earlier unfinished answers: %s", exc)
+
     async def resume_unfinished(self) -> int:
         """Answer again (or give up on) open entries nobody has touched lately; how many taken."""
         now = time.time()
@@ -191,7 +222,7 @@ class Inbox:
             task.add_done_callback(self._resuming.discard)
         return taken
 
-    async def _resume(self, entry: InboxEntry) -> None:
+    async def _resume(self, entry: InboxEntry, *, locked: bool = False) -> None:
         reopen = self._reopeners[entry.key.platform]
         message, readable = _message_of(entry)
         try:
@@ -214,7 +245,7 @@ class Inbox:
                 f"in message {entry.reply_id}" if entry.reply_id else "not yet shown",
             )
             assert self._answer is not None
-            await self._answer(message, ResumedSink(sink), entry)
+            await self._answer(message, ResumedSink(sink), entry, locked)
         except Exception:
             log.exception("inbox: could not answer %s again", entry.event_id)
             await self._end(entry, State.FAILED)
