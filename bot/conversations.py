@@ -329,6 +329,10 @@ class Conversations:
                     await stack.enter_async_context(self._conversation_lock(message.key))
                 await self._claim(message)  # a later delivery of it is a duplicate
                 async with self.inbox.tracking(sink, resumed=entry) as tracked:
+                    # Recorded as it arrived, perhaps before the access rules saw it.
+                    if self._access.refusal(message) is not None:
+                        log.info("not answering %s again: refused", message.message_id)
+                        return
                     outcome = await self._answer(message, tracked)
             log.info("answered %s again: %s", message.message_id, outcome.status.value)
         finally:

@@ -217,3 +217,19 @@ async def test_a_later_message_waits_for_the_earlier_one_a_dead_process_left() -
         resumed, answer = rig.slack.thread(CHANNEL, question["ts"])
         assert resumed.ts == half["ts"] and resumed.text.startswith("_(I was interrupted")
         assert answer.text == rig.router.reply
+
+
+async def test_a_message_the_access_rules_refuse_is_not_answered_again() -> None:
+    async with slack_rig(inbox=QUIET, allow_users=["U0SOMEONE"]) as rig:
+        question = slack_mention("let me in")
+        message = slack_message("let me in", question["ts"])
+        entry = abandoned(message)
+        await store_of(rig).inbox_record(entry)
+        assert await rig.conversations.inbox.resume_unfinished() == 1
+
+        async def ended() -> bool:
+            kept = await store_of(rig).inbox_get(entry.event_id)
+            return kept is not None and not kept.is_open
+
+        await eventually(ended, "the entry to end")
+        assert rig.router.chat_requests == [] and rig.slack.thread(CHANNEL, question["ts"]) == []
