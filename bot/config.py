@@ -208,7 +208,7 @@ class InboxSettings(BaseModel):
     max_attempts: int = Field(default=3, ge=1)  # then "I couldn't finish this answer"
     check_interval_seconds: float = Field(default=30.0, gt=0)  # how often to look for such work
     keep_hours: float = Field(default=48.0, gt=0)  # entries are pruned after this
-    max_entries: int = Field(default=100_000, ge=1)  # and beyond this many, oldest first
+    max_entries: int = Field(default=20_000, ge=1)  # and beyond this many, oldest first
 
 
 class CatchUpSettings(BaseModel):

@@ -18,7 +18,7 @@ __all__ = [
     "validate_entry",
 ]
 
-MAX_MESSAGE_CHARS = 256_000  # a serialised message larger than this is kept without its body
+MAX_MESSAGE_CHARS = 64_000  # a serialised message larger than this is kept without its body
 
 
 class State(enum.StrEnum):
