@@ -233,3 +233,13 @@ async def test_a_message_the_access_rules_refuse_is_not_answered_again() -> None
 
         await eventually(ended, "the entry to end")
         assert rig.router.chat_requests == [] and rig.slack.thread(CHANNEL, question["ts"]) == []
+
+
+async def test_slacks_own_streaming_notes_the_streamed_message_as_the_reply() -> None:
+    async with slack_rig(inbox=QUIET, slack_options={"native_streaming": True}) as rig:
+        mention = slack_mention("stream it")
+        await rig.event(mention)
+        await rig.settle()
+        [answer] = rig.slack.thread(CHANNEL, mention["ts"])
+        entry = await store_of(rig).inbox_get(f"slack:{TEAM_ID}:{CHANNEL}:{mention['ts']}")
+        assert entry is not None and (entry.state, entry.reply_id) == (State.ANSWERED, answer.ts)
