@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -55,6 +55,9 @@ DEFAULT_MAX_TURNS = 1000  # per conversation; more than any request can use (his
 INDEX_GRACE_SECONDS = 86400  # the author index outlives its turns by this, so forget finds them
 CONNECT_TIMEOUT_SECONDS = 2.0
 COMMAND_TIMEOUT_SECONDS = 5.0
+# Connections per process. A burst needing more waits for a free one (up to the command timeout):
+# redis-py's default pool (100) refuses the 101st at once, which read as Redis being down.
+MAX_CONNECTIONS = 200
 RETRIES = 2  # after a dropped connection: reconnect and try again, then give up (StoreError)
 RETRY_BASE_SECONDS = 0.05
 RETRY_CAP_SECONDS = 0.5
@@ -181,9 +184,14 @@ def redis_target(url: str, prefix: str | None = None) -> RedisTarget:
 
 
 def redis_client(target: RedisTarget) -> Redis:
-    """A client with its own connection pool (connections open lazily, reconnect by themselves)."""
-    return Redis.from_url(
+    """A client with its own connection pool (connections open lazily, reconnect by themselves).
+
+    At most MAX_CONNECTIONS at once; more wait for one to be free rather than fail.
+    """
+    pool = BlockingConnectionPool.from_url(
         target.url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=COMMAND_TIMEOUT_SECONDS,
         decode_responses=False,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         socket_timeout=COMMAND_TIMEOUT_SECONDS,
@@ -191,6 +199,7 @@ def redis_client(target: RedisTarget) -> Redis:
         health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
         client_name=target.prefix,
     )
+    return Redis.from_pool(pool)
 
 
 def conversation_part(key: ConversationKey) -> str:
