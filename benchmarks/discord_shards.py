@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -37,12 +38,15 @@ SHAPE = ModelShape(tokens=30, seconds=0.3, first_token_seconds=0.1)  # short ans
 SHARDS_OF_GUILDS = (
     4  # guilds are placed on shard i % 4 of 4, so 1, 2 and 4 processes split them evenly
 )
-GUILDS = 8
+# One text channel each. Many, so mentions rarely share a channel: discord.py sends one request at a
+# time per rate-limit bucket until Discord's headers say more (the fake sends none), and opening a
+# thread is bucketed by channel, so 300 mentions in 8 channels would measure that queue instead.
+GUILDS = 100
 IDENTIFY_WINDOW_SECONDS = 0.2  # the fake's and Glimpse's, so start-up does not take 5 s per shard
 MAX_CONCURRENT_ANSWERS = 1_000  # every mention streams at once, as in P1
 START_SECONDS = 90.0
 ROUND_SECONDS = 180.0
-SETTLE_SECONDS = 0.5  # after the last answer shows, for the stores that follow it
+STORED_SECONDS = 60.0  # for the processes to store the answers the fake Discord shows
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -50,12 +54,14 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 class _RespCounter:
-    """Counts the commands in a client's RESP stream (arrays of bulk strings, or inline)."""
+    """Counts the commands in a client's RESP stream (arrays of bulk strings, or inline), by name."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: Counter[str]) -> None:
+        self._names = names
         self._buffer = bytearray()
         self._bulks = 0  # bulk strings left in the current command
         self._skip = 0  # bytes of a bulk string (and its CRLF) still to pass
+        self._name: bytearray | None = None  # the command's name while it is read
 
     def feed(self, data: bytes) -> int:
         buffer = self._buffer
@@ -64,10 +70,15 @@ class _RespCounter:
         while True:
             if self._skip:
                 taken = min(self._skip, len(buffer) - position)
+                if self._name is not None:
+                    self._name += buffer[position : position + taken]
                 position += taken
                 self._skip -= taken
                 if self._skip:
                     break
+                if self._name is not None:
+                    self._names[bytes(self._name[:-2]).decode(errors="replace").upper()] += 1
+                    self._name = None
                 continue
             end = buffer.find(b"\r\n", position)
             if end < 0:
@@ -79,14 +90,18 @@ class _RespCounter:
                 self._skip = int(line[1:]) + 2
             else:
                 commands += 1
-                self._bulks = int(line[1:]) if line.startswith(b"*") else 0
+                if line.startswith(b"*"):
+                    self._bulks = int(line[1:])
+                    self._name = bytearray()
+                else:  # an inline command
+                    self._names[line.split(b" ", 1)[0].decode(errors="replace").upper()] += 1
         del buffer[:position]
         return commands
 
 
 @dataclass
 class RedisCounter:
-    """A loopback TCP proxy in front of Redis counting commands and round trips.
+    """A loopback TCP proxy in front of Redis counting commands (by name) and round trips.
 
     A round trip is a burst of requests sent while none was outstanding on that connection: one
     command, or one pipeline / MULTI…EXEC sent in one go.
@@ -96,14 +111,24 @@ class RedisCounter:
     port: int
     commands: int = 0
     round_trips: int = 0
+    names: Counter[str] = field(default_factory=Counter)
+    _server: asyncio.Server | None = None
+    _links: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def start(self) -> int:
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(server.sockets[0].getsockname()[1])
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for link in list(self._links):
+            link.cancel()
+        await asyncio.gather(*self._links, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
-        parser = _RespCounter()
+        parser = _RespCounter(self.names)
         waiting = [False]  # a request is outstanding on this connection
 
         async def upstream() -> None:
@@ -114,16 +139,24 @@ class RedisCounter:
                 self.commands += parser.feed(data)
                 up_writer.write(data)
                 await up_writer.drain()
-            up_writer.close()
 
         async def downstream() -> None:
             while data := await up_reader.read(65536):
                 waiting[0] = False
                 writer.write(data)
                 await writer.drain()
-            writer.close()
 
-        await asyncio.gather(upstream(), downstream(), return_exceptions=True)
+        links = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
+        self._links.update(links)
+        try:
+            await asyncio.wait(links, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for link in links:
+                link.cancel()
+            await asyncio.gather(*links, return_exceptions=True)  # a process killed: a reset
+            self._links.difference_update(links)
+            up_writer.close()
+            writer.close()
 
 
 class _BenchDiscord(FakeDiscord):
@@ -158,15 +191,26 @@ class _RoundReport:
     seconds: float
     answered: int
     duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Tally:
+    """The proxy's counters at one moment."""
+
     commands: int
     round_trips: int
+    names: Counter[str]
+
+    def __sub__(self, other: _Tally) -> _Tally:
+        return _Tally(
+            self.commands - other.commands,
+            self.round_trips - other.round_trips,
+            self.names - other.names,
+        )
 
 
-async def _round(
-    fake: _BenchDiscord, proxy: RedisCounter, channels: list[int], count: int, tag: str
-) -> _RoundReport:
+async def _round(fake: _BenchDiscord, channels: list[int], count: int, tag: str) -> _RoundReport:
     """`count` mentions at once, spread over the guilds, each from its own member; until all are answered."""
-    commands, trips = proxy.commands, proxy.round_trips
     started = time.perf_counter()
     sent = await asyncio.gather(
         *(
@@ -184,15 +228,12 @@ async def _round(
     while time.perf_counter() < deadline and not all(t in fake.completed for t in threads):  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     done = [fake.completed[t] for t in threads if t in fake.completed]
-    await asyncio.sleep(SETTLE_SECONDS)
     return _RoundReport(
         seconds=(max(done) - started) if done else float("nan"),
         answered=len(done),
         duplicates=sum(
             len(fake.complete_messages.get(t, ())) - 1 for t in threads if t in fake.completed
         ),
-        commands=proxy.commands - commands,
-        round_trips=proxy.round_trips - trips,
     )
 
 
@@ -209,9 +250,12 @@ async def _drive(conn: Connection, redis_host: str, redis_port: int) -> None:
         while True:
             op, arg = await asyncio.to_thread(conn.recv)
             if op == "stop":
+                await proxy.close()
                 return
             if op == "round":
-                conn.send(await _round(fake, proxy, channels, *arg))
+                conn.send(await _round(fake, channels, *arg))
+            elif op == "tally":
+                conn.send(_Tally(proxy.commands, proxy.round_trips, Counter(proxy.names)))
             elif op == "identifies":
                 conn.send(
                     (
@@ -258,6 +302,11 @@ class _Driver:
         report: _RoundReport = await asyncio.to_thread(self._conn.recv)
         return report
 
+    async def tally(self) -> _Tally:
+        self._conn.send(("tally", None))
+        tally: _Tally = await asyncio.to_thread(self._conn.recv)
+        return tally
+
     async def identifies(self) -> tuple[int, int]:
         self._conn.send(("identifies", None))
         found: tuple[int, int] = await asyncio.to_thread(self._conn.recv)
@@ -285,6 +334,18 @@ class _Glimpse:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
+
+    async def answered(self, http: aiohttp.ClientSession) -> float:
+        """Messages this process has answered (and stored), from its /metrics."""
+        async with http.get(f"http://127.0.0.1:{self.health_port}/metrics") as response:
+            text = await response.text()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("glimpse_messages_total{")
+            and 'platform="discord"' in line
+            and 'status="answered"' in line
+        )
 
     async def stop(self) -> None:
         if self.process.returncode is None:
@@ -351,6 +412,7 @@ class ShardRow:
     duplicates: int = 0
     commands: int = 0
     round_trips: int = 0
+    names: Counter[str] = field(default_factory=Counter)  # Redis commands by name
     glimpse_cpu: float = 0.0  # CPU seconds of the Glimpse processes over the measured rounds
     fakes_cpu: float = 0.0  # CPU seconds of the fake Discord, the Redis proxy and the fake model
 
@@ -395,22 +457,36 @@ async def _fleet_size(
     ]
     try:
         await asyncio.gather(*(glimpse.ready() for glimpse in fleet))
-        await driver.round(max(4, mentions // 10), f"{row.processes}-warm")
+        warm = max(4, mentions // 10)
+        await driver.round(warm, f"{row.processes}-warm")
+        expected = await _stored(fleet, warm)
         pids = [g.process.pid for g in fleet]
         for number in range(rounds):
             glimpse_cpu, fakes_cpu = _cpu(pids), _cpu([driver.pid, servers.pid])
+            before = await driver.tally()
             report = await driver.round(mentions, f"{row.processes}-{number}")
+            expected = await _stored(fleet, expected + report.answered)
+            spent = await driver.tally() - before
             row.glimpse_cpu += _cpu(pids) - glimpse_cpu
             row.fakes_cpu += _cpu([driver.pid, servers.pid]) - fakes_cpu
             row.rates.append(report.answered / report.seconds)
             row.asked += mentions
             row.answered += report.answered
             row.duplicates += report.duplicates
-            row.commands += report.commands
-            row.round_trips += report.round_trips
+            row.commands += spent.commands
+            row.round_trips += spent.round_trips
+            row.names.update(spent.names)
     finally:
         await asyncio.gather(*(glimpse.stop() for glimpse in fleet))
         await _forget(prefix)
+
+
+async def _stored(fleet: list[_Glimpse], answers: float) -> float:
+    """Wait until the fleet has answered and stored `answers` in all (its /metrics say so)."""
+    async with asyncio.timeout(STORED_SECONDS), aiohttp.ClientSession() as http:
+        while (done := sum([await g.answered(http) for g in fleet])) < answers:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return done
 
 
 async def _forget(prefix: str) -> None:
@@ -475,6 +551,15 @@ def render_shards(result: ShardScaling | None, cores: int | None = None) -> str:
             f"{row.per_answer(row.glimpse_cpu) * 1000:.1f} | {row.per_answer(row.fakes_cpu) * 1000:.1f} | "
             f"{row.answered}/{row.asked} | {row.duplicates} |"
         )
+    top = [
+        "Redis commands per answer, by name (the most frequent): "
+        + "; ".join(
+            f"{row.processes} process{'es' if row.processes > 1 else ''}: "
+            + ", ".join(f"{name} {row.per_answer(n):.1f}" for name, n in row.names.most_common(8))
+            for row in result.rows
+        )
+        + "."
+    ]
     return (
         f"{result.mentions} mentions at once per round, each from its own member, spread over {GUILDS} "
         f"guilds on {SHARDS_OF_GUILDS} shards' worth of guild ids; {result.rounds} measured rounds per "
@@ -482,12 +567,15 @@ def render_shards(result: ShardScaling | None, cores: int | None = None) -> str:
         f"shard i of `shard_count` = processes, all on one Redis through a counting proxy, answering "
         f"a fake model of {SHAPE.tokens} tokens in {SHAPE.seconds:g} s with `max_concurrent_answers` "
         f"{MAX_CONCURRENT_ANSWERS:,}. The rate is answers ÷ the time from the first mention to the "
-        f"last complete answer in the fake Discord. This machine has {cores} cores for the Glimpse "
+        f"last complete answer in the fake Discord; Redis is counted from the first mention until "
+        f"every process has stored its answers. This machine has {cores} cores for the Glimpse "
         f"processes, the fake Discord (its gateway, REST and the proxy in one process) and the fake "
         f"model together, so beyond {cores} processes nothing can scale, and the fakes' CPU grows "
         f"with the answers too: ÷ linear says what one more process bought here, not on a machine "
         f"with a core per process.\n\n"
         + "\n".join(lines)
+        + "\n\n"
+        + "\n".join(top)
         + f"\n\nIDENTIFY: {result.identifies} sessions started, {result.violations} refused by the "
         f"fake for breaking the concurrency bucket rule.\n"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -19,8 +20,10 @@ def test_commands_are_counted_however_the_stream_is_cut() -> None:
         b"PING\r\n"  # inline
     )
     for cut in range(1, len(stream)):
-        counter = _RespCounter()
+        names: Counter[str] = Counter()
+        counter = _RespCounter(names)
         assert counter.feed(stream[:cut]) + counter.feed(stream[cut:]) == 3
+        assert names == {"SET": 1, "GET": 1, "PING": 1}
 
 
 @pytest.fixture
@@ -45,7 +48,9 @@ async def test_the_proxy_counts_a_pipeline_as_one_round_trip(prefix: str) -> Non
             assert await pipe.execute() == [2, b"2"]
     finally:
         await client.aclose()
+        await proxy.close()
     assert (proxy.commands - before[0], proxy.round_trips - before[1]) == (5, 2)  # MULTI … EXEC
+    assert proxy.names["MULTI"] == proxy.names["EXEC"] == proxy.names["INCRBY"] == 1
 
 
 def test_linear_share_is_each_rate_against_one_process_times_processes() -> None:
