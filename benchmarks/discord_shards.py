@@ -470,6 +470,11 @@ async def _fleet_size(
             row.glimpse_cpu += _cpu(pids) - glimpse_cpu
             row.fakes_cpu += _cpu([driver.pid, servers.pid]) - fakes_cpu
             row.rates.append(report.answered / report.seconds)
+            print(
+                f"[P6] {row.processes} process(es), round {number + 1}: {report.answered}/{mentions} "
+                f"in {report.seconds:.1f} s",
+                flush=True,
+            )
             row.asked += mentions
             row.answered += report.answered
             row.duplicates += report.duplicates
@@ -482,9 +487,13 @@ async def _fleet_size(
 
 
 async def _stored(fleet: list[_Glimpse], answers: float) -> float:
-    """Wait until the fleet has answered and stored `answers` in all (its /metrics say so)."""
-    async with asyncio.timeout(STORED_SECONDS), aiohttp.ClientSession() as http:
+    """Wait until the fleet has answered and stored `answers` in all (its /metrics say so), or a minute."""
+    deadline = time.perf_counter() + STORED_SECONDS
+    async with aiohttp.ClientSession() as http:
         while (done := sum([await g.answered(http) for g in fleet])) < answers:  # noqa: ASYNC110
+            if time.perf_counter() > deadline:
+                print(f"[P6] only {done:.0f} of {answers:.0f} answers stored", flush=True)
+                break
             await asyncio.sleep(0.05)
     return done
 
