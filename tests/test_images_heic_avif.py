@@ -226,7 +226,11 @@ async def test_a_heic_with_gps_goes_through_the_pipeline_and_loses_its_gps(
         pytest.param(corpus.HEIC_BYTES, id="heic-ftyp-only"),
         pytest.param(corpus.phone_photo("HEIF")[:200], id="heic-first-200-bytes"),
         pytest.param(corpus.phone_photo("AVIF")[:200], id="avif-first-200-bytes"),
-        pytest.param(corpus.phone_photo("HEIF")[:-40], id="heic-last-40-bytes-missing"),
+        # The pixels' last 40 bytes (a phone photo's file ends with its XMP packet, which newer
+        # libheif reads only when asked for it, so cutting that is cutting metadata, not the image).
+        pytest.param(
+            corpus.heic_bytes(corpus.left_red_right_blue())[:-40], id="heic-last-40-bytes-missing"
+        ),
     ],
 )
 def test_a_broken_heic_or_avif_is_refused_as_damaged(data: bytes) -> None:
