@@ -118,7 +118,11 @@ class RedisLeases:
             finally:
                 keeper.cancel()
                 try:
-                    await asyncio.wait({keeper})  # a renewal in flight ends before the release
+                    # A renewal in flight ends before the release, unless a Redis call ignores
+                    # its cancellation: then go on (the renewal is token-checked, the key gone).
+                    _, pending = await asyncio.wait({keeper}, timeout=self._ttl_ms / 1000)
+                    if pending:
+                        log.warning("the lease %s's renewal did not stop; releasing it", name)
                 finally:
                     await asyncio.shield(self._let_go(name, token))
 

@@ -24,7 +24,7 @@ from bot.messages import ConversationKey
 from bot.ratelimit import RedisRateLimiter, SlidingWindowLimiter
 from bot.store.redis import RedisStore
 from tests.fakes.openrouter import FAKE_API_KEY, FakeOpenRouter
-from tests.redis_support import delete_prefix, require_redis, store_url, unique_prefix
+from tests.redis_support import REDIS_URL, delete_prefix, require_redis, store_url, unique_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 UNREACHABLE = "redis://:hunter2@127.0.0.1:1/0"
@@ -380,6 +380,37 @@ async def test_redis_leases_of_separate_pools_never_overlap(
     assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))
     other = await _spans([leases(), leases()], ConversationKey("test", "w", "c", "t:2"))
     assert len(other) == 2
+
+
+async def test_a_renewal_that_ignores_its_cancellation_does_not_keep_the_lease(
+    leases: Callable[..., RedisLeases], monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    """A Redis call that swallows CancelledError must not hold the conversation forever."""
+    key = ConversationKey("test", "w", "c", "t:stubborn")
+    lease = leases(ttl_seconds=0.3)
+    done = asyncio.Event()
+
+    async def stubborn_keep(name: str, token: str) -> None:
+        while not done.is_set():
+            try:
+                await done.wait()
+            except asyncio.CancelledError:
+                pass  # as a call stuck in a connection would
+
+    monkeypatch.setattr(lease, "_keep", stubborn_keep)
+    try:
+        async with asyncio.timeout(10):
+            async with lease.hold(key):
+                await asyncio.sleep(0.05)  # the renewal task is running when it is cancelled
+            async with leases(ttl_seconds=0.3).hold(key):  # the conversation goes on
+                pass
+    finally:
+        done.set()
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        assert await client.keys(f"{prefix}:lease:*") == []
+    finally:
+        await client.aclose()
 
 
 async def test_a_held_lease_is_renewed_past_its_ttl(
