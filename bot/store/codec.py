@@ -26,6 +26,19 @@ MAX_MODEL_ID_CHARS = 200
 
 # The conversation a row belongs to, in ConversationKey field order.
 KEY_COLUMNS = ("platform", "workspace", "channel", "thread")
+# An inbox entry's fields, as SQLite columns and Redis hash fields (bot/inbox/records.py).
+INBOX_COLUMNS = (
+    "event_id",
+    *KEY_COLUMNS,
+    "message_id",
+    "state",
+    "message",
+    "instance",
+    "claimed_at",
+    "updated_at",
+    "attempts",
+    "reply_id",
+)
 
 # Everything a Turn holds, flattened; `row_to_turn` reads rows selected in this order.
 TURN_COLUMNS = (

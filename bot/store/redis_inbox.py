@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from bot.inbox.records import InboxEntry, InboxThread, State, validate_entry
 from bot.messages import ConversationKey
 from bot.store.base import StoreError
+from bot.store.codec import INBOX_COLUMNS
 
 __all__ = ["DEFAULT_INBOX_TTL_SECONDS", "RedisInbox"]
 
@@ -62,22 +63,6 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 return 1
 """
 
-_FIELDS = (
-    "event_id",
-    "platform",
-    "workspace",
-    "channel",
-    "thread",
-    "message_id",
-    "state",
-    "message",
-    "instance",
-    "claimed_at",
-    "updated_at",
-    "attempts",
-    "reply_id",
-)
-
 
 class RedisInbox:
     """`P:inbox:{event id}` a hash per entry (expiring); `P:inbox-all` (by claimed_at) and
@@ -116,7 +101,7 @@ class RedisInbox:
             "reply_id": entry.reply_id,
         }
         pairs: list[str | bytes] = ["v", FORMAT_VERSION]
-        for field in _FIELDS:
+        for field in INBOX_COLUMNS:
             pairs += [field, values[field].encode("utf-8", "surrogatepass")]
         args: list[str | bytes] = [
             entry.event_id,
@@ -246,7 +231,8 @@ def _entry_from(fields: dict[bytes, bytes]) -> InboxEntry:
             "upgrade Glimpse"
         )
     text = {
-        field: fields[field.encode("ascii")].decode("utf-8", "surrogatepass") for field in _FIELDS
+        field: fields[field.encode("ascii")].decode("utf-8", "surrogatepass")
+        for field in INBOX_COLUMNS
     }
     return InboxEntry(
         event_id=text["event_id"],

@@ -17,6 +17,7 @@ from bot.inbox.records import InboxEntry, InboxThread, State, validate_entry
 from bot.messages import ConversationKey
 from bot.store.base import StoreError
 from bot.store.codec import (
+    INBOX_COLUMNS,
     KEY_COLUMNS,
     TURN_COLUMNS,
     key_params,
@@ -151,25 +152,12 @@ _SET_CHANNEL_MODEL = (
 )
 _CLEAR_CHANNEL_MODEL = f"DELETE FROM channel_models WHERE {_CHANNEL_MATCH}"
 _SELECT_CHANNEL_MODELS = "SELECT platform, workspace, channel, model FROM channel_models"
-# The inbox: one row per claimed message (bot/inbox/records.py).
-_INBOX_COLUMNS = (
-    "event_id",
-    *KEY_COLUMNS,
-    "message_id",
-    "state",
-    "message",
-    "instance",
-    "claimed_at",
-    "updated_at",
-    "attempts",
-    "reply_id",
-)
 _OPEN = "state IN ('claimed', 'answering')"
 _INSERT_INBOX = (
-    f"INSERT INTO inbox ({', '.join(_INBOX_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _INBOX_COLUMNS)}) ON CONFLICT DO NOTHING"
+    f"INSERT INTO inbox ({', '.join(INBOX_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in INBOX_COLUMNS)}) ON CONFLICT DO NOTHING"
 )
-_SELECT_INBOX = f"SELECT {', '.join(_INBOX_COLUMNS)} FROM inbox"
+_SELECT_INBOX = f"SELECT {', '.join(INBOX_COLUMNS)} FROM inbox"
 _UPDATE_INBOX = (
     "UPDATE inbox SET state = ?, updated_at = ?, reply_id = CASE WHEN ? = '' THEN reply_id "
     f"ELSE ? END WHERE event_id = ? AND instance = ? AND {_OPEN}"
@@ -471,7 +459,7 @@ class SQLiteStore:
 
 
 def _inbox_entry(row: Sequence[Any]) -> InboxEntry:
-    values = dict(zip(_INBOX_COLUMNS, row, strict=True))
+    values = dict(zip(INBOX_COLUMNS, row, strict=True))
     return InboxEntry(
         event_id=str(values["event_id"]),
         key=ConversationKey(*(str(values[column]) for column in KEY_COLUMNS)),
