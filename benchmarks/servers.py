@@ -48,10 +48,24 @@ class BenchSlack(FakeSlack):
 
     def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         reply = super()._m_chat_update(args)
+        self._check_message(args)
+        return reply
+
+    # Slack's own streaming (Glimpse's default): the streamed message's text as it grows.
+    def _m_chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        reply = super()._m_chat_appendStream(args)
+        self._check_message(args)
+        return reply
+
+    def _m_chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        reply = super()._m_chat_stopStream(args)
+        self._check_message(args)
+        return reply
+
+    def _check_message(self, args: dict[str, Any]) -> None:
         message = self._find(str(args.get("channel", "")), str(args.get("ts")))
         if message is not None:
             self._check(message.thread_ts, message.text)
-        return reply
 
     def _check(self, thread_ts: object, text: str) -> None:
         future = self.watched.get(str(thread_ts))

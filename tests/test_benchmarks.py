@@ -42,6 +42,7 @@ from benchmarks.report import (
     steady_ratio,
 )
 from benchmarks.request_cost import sdk_request_microseconds
+from benchmarks.servers import BenchSlack
 from benchmarks.steady import SteadyResult, run_steady
 from bot import openrouter
 from bot.tokens import TokenCounter
@@ -420,3 +421,32 @@ def test_a_heic_is_timed_in_turns_beside_the_same_photo_as_jpeg_and_reported() -
             line.startswith("P2 photo.heic ÷ the same photo as JPEG")
             for line in key_ratios(Results(QUICK_PLAN, {}, images=[image]))
         )
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["slack-streaming", "chat-update"])
+async def test_the_slack_bench_sees_the_complete_answer_however_it_is_streamed(
+    native: bool,
+) -> None:
+    """Glimpse streams with Slack's own methods by default: the P1 Slack round must see those too."""
+    slack = BenchSlack()
+    thread = "1700000000.000001"
+    done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    slack.watched[thread] = done
+    if native:
+        opened = slack._m_chat_startStream(
+            {
+                "channel": "C1",
+                "thread_ts": thread,
+                "recipient_user_id": "U1",
+                "recipient_team_id": "T1",
+                "markdown_text": "The lake is",
+            }
+        )
+        slack._m_chat_appendStream({"channel": "C1", "ts": opened["ts"], "markdown_text": " calm"})
+        assert not done.done()
+        slack._m_chat_stopStream({"channel": "C1", "ts": opened["ts"], "markdown_text": " END."})
+    else:
+        opened = slack._m_chat_postMessage({"channel": "C1", "thread_ts": thread, "text": "The"})
+        assert not done.done()
+        slack._m_chat_update({"channel": "C1", "ts": opened["ts"], "text": "The lake. END."})
+    assert opened["ok"] and done.done()
