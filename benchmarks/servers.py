@@ -40,6 +40,7 @@ class BenchSlack(FakeSlack):
     def __init__(self) -> None:
         super().__init__()
         self.watched: dict[str, asyncio.Future[float]] = {}
+        self.add_user(SLACK_USER, "bencher")  # named like a real person (users.info answers)
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         reply = super()._m_chat_postMessage(args)
