@@ -229,7 +229,7 @@ SHARD_VARIABLES = {"GLIMPSE_DISCORD__SHARD_COUNT", "GLIMPSE_DISCORD__SHARD_IDS"}
 
 
 def test_the_secret_holds_the_variables_glimpse_reads_under_their_own_names() -> None:
-    objects = render({"secrets": {"openrouterApiKey": "sk-or-v1-x"}})
+    objects = render({"secrets": {"openrouterApiKey": "sk-or-v1-fake.chart.key"}})
     keys = set(one(objects, "Secret")["data"])
     assert keys <= app_variables()
     assert {"OPENROUTER_API_KEY", "GLIMPSE_STORE_URL", "DISCORD_TOKEN"} <= keys

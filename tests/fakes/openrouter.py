@@ -31,7 +31,7 @@ __all__ = [
     "split_reply",
 ]
 
-FAKE_API_KEY = "sk-or-v1-fake-0123456789abcdef0123456789abcdef"
+FAKE_API_KEY = "sk-or-v1-fake.key.for.tests"  # dotted: never the shape of a real key
 LLAMA_VISION_MODEL = "meta-llama/llama-3.2-90b-vision-instruct"
 TEXT_ONLY_MODEL = "meta-llama/llama-3.1-8b-instruct"
 QWEN_VISION_MODEL = "qwen/qwen2.5-vl-72b-instruct"  # not Llama: another tokenizer, a longer context
@@ -253,7 +253,7 @@ class FakeOpenRouter(LoopbackServer):
     models: list[dict[str, Any]] = field(default_factory=model_catalogue)
     key_data: dict[str, Any] = field(
         default_factory=lambda: {
-            "label": "sk-or-v1-fak...def",
+            "label": "sk-or-v1-fak...sts",
             "limit": 100.0,
             "limit_remaining": 74.5,
             "limit_reset": "monthly",

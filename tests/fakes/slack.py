@@ -37,8 +37,8 @@ __all__ = [
 ]
 
 BOT_TOKEN = "xoxb-fake.bot.token.for.tests"  # dotted: never the shape of a real token
-APP_TOKEN = "xapp-1-A1111-2222-fakefakefake"
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+APP_TOKEN = "xapp-fake.app.token.for.tests"
+SIGNING_SECRET = "fake-signing-secret-for-tests"
 TEAM_ID = "T0FAKE001"
 BOT_USER_ID = "U0GLIMPSE"
 BOT_ID = "B0GLIMPSE"
