@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import os
 import statistics
 import sys
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from benchmarks.child import PipedChild
 from benchmarks.common import ROOT, ModelShape
 from benchmarks.machine import process_cpu_seconds
 from benchmarks.servers import FINAL_MARK, Servers
@@ -274,28 +274,21 @@ class _Driver:
 
     def __init__(self) -> None:
         target = urlsplit(REDIS_URL)
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_driver_main,
-            args=(child, target.hostname or "127.0.0.1", target.port or 6379),
-            daemon=True,
+        self._child = PipedChild(
+            _driver_main,
+            target.hostname or "127.0.0.1",
+            target.port or 6379,
+            what="Discord driver",
         )
+        self._conn = self._child.conn
 
     def __enter__(self) -> _Driver:
-        self._process.start()
-        if not self._conn.poll(START_SECONDS):
-            raise RuntimeError("the Discord driver process did not start")
-        self.api_base, self.gateway_url, self.token, self.proxy_port, self.pid = self._conn.recv()
+        started = self._child.start(START_SECONDS)
+        self.api_base, self.gateway_url, self.token, self.proxy_port, self.pid = started
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            self._conn.send(("stop", None))
-        finally:
-            self._process.join(5)
-            if self._process.is_alive():
-                self._process.terminate()
+        self._child.stop()
 
     async def round(self, count: int, tag: str) -> _RoundReport:
         self._conn.send(("round", (count, tag)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.child import PipedChild
 from benchmarks.common import ModelShape
 from benchmarks.paced import PacedOpenRouter
 from tests.fakes.openrouter import FakeOpenRouter
@@ -140,25 +140,16 @@ class Servers:
 
     def __init__(self, shape: ModelShape) -> None:
         self._shape = shape
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_main, args=(child, shape), daemon=True)
+        self._child = PipedChild(_main, shape, what="servers")
+        self._conn = self._child.conn
         self.urls: Urls | None = None
 
     def __enter__(self) -> Servers:
-        self._process.start()
-        if not self._conn.poll(START_TIMEOUT_SECONDS):
-            raise RuntimeError("the servers process did not start")
-        self.urls = self._conn.recv()
+        self.urls = self._child.start(START_TIMEOUT_SECONDS)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            self._conn.send(("stop", None))
-        finally:
-            self._process.join(5)
-            if self._process.is_alive():
-                self._process.terminate()
+        self._child.stop()
 
     @property
     def openrouter(self) -> str:
